@@ -1,0 +1,121 @@
+"""``xsl-prep``: command-line entry point. Run ``xsl-prep <command> --help``."""
+import argparse
+import logging
+import os
+import sys
+
+from . import InputError
+
+
+def _spm_train(args):
+    from .spm import train_sentencepiece
+
+    train_sentencepiece(
+        args.input, args.model_prefix, args.vocab_size,
+        character_coverage=args.character_coverage, model_type=args.model_type,
+        max_lines_per_file=args.max_lines_per_file, seed=args.seed, threads=args.threads,
+    )
+
+
+def _spm_encode(args):
+    from .spm import SentencePieceEncoder
+    from .text import iter_lines, write_lines
+
+    encoder = SentencePieceEncoder(args.model)
+    # Empty lines stay empty so that parallel files remain line-aligned.
+    lines = [text.strip() for _, text in iter_lines(args.input)]
+    write_lines(args.output, encoder.encode_lines(lines))
+
+
+def _binarize_mono(args):
+    from .binarize import binarize_monolingual
+
+    binarize_monolingual(
+        args.input, args.dict, args.destdir, spm_model=args.spm, valid_inputs=args.valid,
+        valid_lines=args.valid_lines, dedupe=args.dedupe,
+        max_lines_per_file=args.max_lines_per_file, seed=args.seed, workers=args.workers,
+    )
+
+
+def _binarize_para(args):
+    from .binarize import binarize_parallel
+
+    binarize_parallel(
+        args.src, args.tgt, [tuple(p) for p in args.train], args.dict, args.destdir,
+        spm_model=args.spm, valid_pairs=[tuple(p) for p in args.valid or []],
+        valid_lines=args.valid_lines, max_tokens_per_side=args.max_tokens_per_side,
+        seed=args.seed, workers=args.workers,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("spm-train", help="train a joint sentencepiece model and dict.txt")
+    p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
+    p.add_argument("--model-prefix", required=True, help="writes PREFIX.model/.vocab and dict.txt beside it")
+    p.add_argument("--vocab-size", type=int, default=16000)
+    p.add_argument("--character-coverage", type=float, default=0.9995)
+    p.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
+    p.add_argument("--max-lines-per-file", type=int, default=None,
+                   help="sample at most this many lines from each file (balances languages)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_spm_train)
+
+    p = commands.add_parser("spm-encode", help="apply a sentencepiece model to a text file")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_spm_encode)
+
+    def add_binarize_common(p):
+        p.add_argument("--dict", required=True, help="dict.txt (from spm-train)")
+        p.add_argument("--destdir", required=True)
+        p.add_argument("--spm", default=None,
+                       help="sentencepiece model to apply first (omit for pre-tokenised input)")
+        p.add_argument("--valid-lines", type=int, default=0,
+                       help="hold out this many random lines/pairs for validation when no "
+                            "validation files are given")
+        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--seed", type=int, default=1)
+
+    p = commands.add_parser("binarize-mono", help="text -> data-bin/mono for xsl_masked_lm")
+    p.add_argument("--input", nargs="+", required=True)
+    p.add_argument("--valid", nargs="+", default=None, help="validation text files")
+    p.add_argument("--dedupe", action="store_true", help="drop repeated lines (counted)")
+    p.add_argument("--max-lines-per-file", type=int, default=None)
+    add_binarize_common(p)
+    p.set_defaults(func=_binarize_mono)
+
+    p = commands.add_parser("binarize-para", help="line-aligned pairs -> data-bin/para/SRC-TGT")
+    p.add_argument("--src", required=True, help="source language code, e.g. en")
+    p.add_argument("--tgt", required=True, help="target language code, e.g. de")
+    p.add_argument("--train", nargs=2, action="append", required=True, metavar=("SRC_FILE", "TGT_FILE"),
+                   help="a line-aligned file pair (repeat for several corpora)")
+    p.add_argument("--valid", nargs=2, action="append", metavar=("SRC_FILE", "TGT_FILE"))
+    p.add_argument("--max-tokens-per-side", type=int, default=0,
+                   help="drop pairs with a longer side after sentencepiece (0 = keep all; counted)")
+    add_binarize_common(p)
+    p.set_defaults(func=_binarize_para)
+    return parser
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+        level=os.environ.get("LOGLEVEL", "INFO").upper(),
+        stream=sys.stdout,
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"xsl-prep {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""xsl-fairseq: cross-lingual pretraining methods as a fairseq --user-dir plugin.
+
+fairseq itself is *not* listed: stock fairseq 0.12.2 does not import on Python 3.11,
+and ve-fairseq's metadata pulls torchaudio (and with it a CUDA torch). `make install`
+installs ve-fairseq==0.12.3 with --no-deps plus its real dependencies, and
+torch==2.13.0 first; see README.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="xsl-fairseq",
+    version="0.1.0",
+    description="Cross-lingual pretraining methods (CLISM/CACR, ML-CTL, TreLM, meta-pretraining, SALT) for fairseq",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["xsl_fairseq", "xsl_fairseq.*", "preprocess", "preprocess.*"]),
+    install_requires=[
+        "torch>=2.0",
+        "numpy",
+        "hydra-core>=1.3.2",
+        "omegaconf>=2.3",
+        "sentencepiece>=0.1.99",
+        "tensorboard",
+        # fairseq's real runtime dependencies (ve-fairseq is installed with --no-deps)
+        "bitarray",
+        "sacrebleu>=1.4.12",
+        "regex",
+        "cffi",
+        "cython",
+        "tqdm",
+        "scikit-learn",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["xsl-prep=preprocess.cli:main"]},
+)

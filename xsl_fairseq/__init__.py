@@ -1,0 +1,13 @@
+"""xsl_fairseq: cross-lingual pretraining methods as a fairseq ``--user-dir`` plugin.
+
+fairseq auto-imports only ``tasks/`` and ``models/`` of a user dir, so every
+sub-package is imported here explicitly.
+"""
+from . import compat
+
+compat.apply()
+
+from . import data, modules  # noqa: E402
+from . import criterions, models, tasks  # noqa: E402
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+from . import xsl_roberta  # noqa: F401

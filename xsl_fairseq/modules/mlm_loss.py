@@ -1,0 +1,34 @@
+"""Masked-LM cross entropy, shared by every criterion that adds an MLM term."""
+from typing import NamedTuple
+
+import torch
+from fairseq import modules as fairseq_modules
+
+
+class MaskedLMLoss(NamedTuple):
+    loss: torch.Tensor  # sum over predicted tokens
+    num_predicted: torch.Tensor  # number of tokens that carry a target
+    num_correct: torch.Tensor  # argmax hits, for the accuracy log
+
+
+def masked_lm_loss(model, net_input: dict, target, padding_idx) -> MaskedLMLoss:
+    """Run ``model`` on ``net_input`` (``src_tokens`` and friends) and score the non-pad positions of ``target``.
+
+    Only masked positions go through the output projection (the vocabulary-sized
+    matmul dominates MLM cost). When nothing is masked (possible for very short
+    inputs), the loss is an exact zero that still depends on the parameters, so
+    DDP's gradient all-reduce sees every parameter on every rank.
+    """
+    masked_tokens = target.ne(padding_idx)
+    num_predicted = masked_tokens.sum()
+    if not masked_tokens.any():
+        logits = model(**net_input)[0]
+        zero = logits.sum() * 0.0
+        return MaskedLMLoss(zero, num_predicted, num_predicted.clone())
+    logits = model(**net_input, masked_tokens=masked_tokens)[0]
+    targets = target[masked_tokens]
+    loss = fairseq_modules.cross_entropy(
+        logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum"
+    )
+    num_correct = (logits.argmax(dim=-1) == targets).sum()
+    return MaskedLMLoss(loss, num_predicted, num_correct)

@@ -1,0 +1,1 @@
+from . import xsl_masked_lm  # noqa: F401

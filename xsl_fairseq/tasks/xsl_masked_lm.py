@@ -1,0 +1,44 @@
+"""``xsl_masked_lm``: fairseq's ``masked_lm`` task plus extra special symbols.
+
+Identical data pipeline to ``masked_lm`` (``data-bin/mono`` from ``xsl-prep
+binarize-mono``). The only addition is ``--extra-special-symbols``: symbols appended
+to the dictionary after ``<mask>`` so that an MLM-pretrained checkpoint has the same
+vocabulary as the method tasks (CLISM's ``[QUE]``) that continue from it.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from fairseq.tasks import register_task
+from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+
+from ..data.dictionary import add_special_symbols, parse_symbol_list
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class XslMaskedLMConfig(MaskedLMConfig):
+    extra_special_symbols: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated symbols appended to the dictionary after <mask>, "
+            "e.g. '[QUE]' (they are never masked or predicted)"
+        },
+    )
+
+
+@register_task("xsl_masked_lm", dataclass=XslMaskedLMConfig)
+class XslMaskedLMTask(MaskedLMTask):
+    cfg: XslMaskedLMConfig
+
+    def __init__(self, cfg: XslMaskedLMConfig, dictionary=None):
+        super().__init__(cfg, dictionary)
+        symbols = parse_symbol_list(cfg.extra_special_symbols)
+        self.extra_symbol_ids = add_special_symbols(self.dictionary, symbols)
+        if symbols:
+            logger.info(
+                "extra special symbols %s -> ids %s (dictionary: %d types)",
+                symbols,
+                self.extra_symbol_ids,
+                len(self.dictionary),
+            )
