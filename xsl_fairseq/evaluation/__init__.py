@@ -1,0 +1,1 @@
+"""Zero-shot cross-lingual evaluation (xsl-eval)."""

@@ -1,0 +1,171 @@
+"""``xsl-eval``: zero-shot cross-lingual evaluation of a pretrained checkpoint.
+
+Fine-tune on English (fairseq-train with this plugin's tasks), evaluate every language
+found in the evaluation directory, write ``results.md``, ``results.json`` and
+TensorBoard scalars under ``--out``. ``xsl-eval <command> --help`` lists the options.
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+from preprocess import InputError
+
+from .finetune import TASK_DEFAULTS, FinetuneConfig
+
+logger = logging.getLogger("xsl_eval")
+
+
+def _evaluation_classes():
+    from .sentence_pair import SentencePairEvaluation
+
+    classes = {"sentence-pair": SentencePairEvaluation}
+    try:
+        from .qa import QAEvaluation
+        from .retrieval import RetrievalEvaluation
+        from .tagging import NEREvaluation, POSEvaluation
+    except ImportError:  # pragma: no cover - only while subcommands are being added
+        return classes
+    classes.update({"qa": QAEvaluation, "ner": NEREvaluation, "pos": POSEvaluation,
+                    "retrieval": RetrievalEvaluation})
+    return classes
+
+
+def _comma_list(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xsl-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, finetuned=True):
+        p.add_argument("--checkpoint", required=True, help="pretrained fairseq checkpoint (model.pt)")
+        p.add_argument("--dict", default=None, help="its dict.txt (default: found beside it)")
+        p.add_argument("--spm", default=None, help="its sentencepiece model (default: found beside it)")
+        p.add_argument("--eval-dir", required=True, help="directory with one file per language")
+        p.add_argument("--split", default="dev", help="split name in the file names (dev, test)")
+        p.add_argument("--languages", type=_comma_list, default=None, help="only these languages (comma-separated)")
+        p.add_argument("--english", default="en", help="code of the source language (reported separately)")
+        p.add_argument("--out", required=True, help="output directory (results.md, results.json, tensorboard/)")
+        p.add_argument("--max-eval-examples", type=int, default=None, help="cap per language (recorded in the JSON)")
+        if finetuned:
+            p.add_argument("--train", required=True, help="English training file")
+            p.add_argument("--max-train-examples", type=int, default=None, help="cap on training examples")
+            p.add_argument("--seeds", type=_comma_list, default=["1"], help="e.g. 1,2,3: mean and std are reported")
+            p.add_argument("--lr", type=float, default=None)
+            p.add_argument("--epochs", type=int, default=None)
+            p.add_argument("--batch-size", type=int, default=32)
+            p.add_argument("--update-freq", type=int, default=1, help="gradient accumulation steps")
+            p.add_argument("--warmup-ratio", type=float, default=0.1)
+            p.add_argument("--weight-decay", type=float, default=0.01)
+            p.add_argument("--max-seq-length", type=int, default=None)
+            p.add_argument("--fairseq-args", default="",
+                           help="extra fairseq-train arguments, e.g. '--freeze-embeddings --threshold-loss-scale 1'")
+        return p
+
+    p = common(commands.add_parser("sentence-pair", help="XNLI / PAWS-X (XTREME tsv): accuracy"))
+
+    p = common(commands.add_parser("qa", help="MLQA / XQuAD (SQuAD json): F1 / EM"))
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--max-answer-length", type=int, default=30)
+
+    for name, what in (("ner", "IOB2 (UNER, MasakhaNER): entity F1"), ("pos", "CoNLL-U / XTREME tsv: accuracy")):
+        p = common(commands.add_parser(name, help=what))
+        p.add_argument("--label-subtokens", choices=["first", "all"], default="first",
+                       help="train on the first sub-token of each word (default) or on all of them")
+
+    p = common(commands.add_parser("retrieval", help="Tatoeba / FLORES / NTREX line-aligned: accuracy"),
+               finetuned=False)
+    p.add_argument("--layer", type=int, default=None,
+                   help="hidden layer to mean-pool (0 = embeddings; default L//2+1, layer 7 of 12 as in XTREME)")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    return parser
+
+
+def finetune_config(args) -> FinetuneConfig:
+    defaults = TASK_DEFAULTS[args.command]
+    return FinetuneConfig(
+        lr=args.lr if args.lr is not None else defaults["lr"],
+        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+        batch_size=args.batch_size, update_freq=args.update_freq, warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay, max_seq_length=args.max_seq_length or defaults["max_seq_length"],
+        extra_fairseq_args=args.fairseq_args,
+    )
+
+
+def run(args) -> str:
+    from .pretrained import PretrainedModel, TextEncoder
+    from .report import summarise, write_report
+
+    started = time.time()
+    pretrained = PretrainedModel.resolve(args.checkpoint, args.dict, args.spm)
+    text_encoder = TextEncoder(pretrained.spm_path, pretrained.dictionary())
+    workdir = os.path.join(args.out, "work")
+    finetuned = hasattr(args, "train")
+    ft_config = finetune_config(args) if finetuned else None
+    if finetuned:
+        args.max_seq_length = ft_config.max_seq_length
+    if args.max_seq_length > pretrained.max_positions:
+        logger.warning("--max-seq-length %d exceeds the model's %d positions; using %d",
+                       args.max_seq_length, pretrained.max_positions, pretrained.max_positions)
+        args.max_seq_length = pretrained.max_positions
+        if ft_config:
+            ft_config.max_seq_length = pretrained.max_positions
+    evaluation = _evaluation_classes()[args.command](args, pretrained, text_encoder, workdir)
+
+    counts = evaluation.prepare()
+    skipped = sorted(set(args.languages or []) - set(counts))
+    for lang in skipped:
+        logger.warning("%s: no %s file for language %r in %s; skipped", args.command, args.split, lang, args.eval_dir)
+    if not counts:
+        raise InputError(f"{args.eval_dir}: no {args.split} file for any requested language")
+    languages = sorted(counts)
+    logger.info("evaluating %d languages: %s", len(languages), ", ".join(languages))
+    prepared = time.time()
+
+    per_seed, seed_times = [], {}
+    for seed in (args.seeds if finetuned else ["none"]):
+        seed_start = time.time()
+        save_dir = os.path.join(workdir, f"checkpoints_seed{seed}")
+        tensorboard = os.path.join(args.out, "tensorboard", f"finetune_seed{seed}")
+        per_seed.append(evaluation.run_seed(int(seed) if finetuned else None, ft_config, save_dir,
+                                            tensorboard, languages))
+        seed_times[str(seed)] = round(time.time() - seed_start, 1)
+
+    config = {
+        "command": args.command,
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "pretrained": vars(pretrained),
+        "finetune": ft_config.as_dict() if ft_config else None,
+        "examples_per_language": counts,
+        "skipped_languages": skipped,
+        "train_examples": getattr(evaluation, "num_train", None),
+        "wall_time_s": {"prepare": round(prepared - started, 1), "per_seed": seed_times,
+                        "total": round(time.time() - started, 1)},
+        **getattr(evaluation, "extra_report", {}),
+    }
+    summary = summarise(per_seed, evaluation.metrics_reported(), args.english)
+    return write_report(args.out, args.command, summary, evaluation.metrics_reported(), config, len(per_seed))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stdout)
+    args = build_parser().parse_args(argv)
+    try:
+        table = run(args)
+    except InputError as err:
+        print(f"xsl-eval {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    print()
+    print(table)
+    print(f"\nresults: {os.path.join(args.out, 'results.md')}, {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""``xsl-eval qa``: extractive QA (MLQA, XQuAD in SQuAD JSON), F1 / EM per language.
+
+Windows follow BERT's SQuAD recipe: ``<s> question </s> passage-window </s>``, the
+question cut to ``--max-query-length`` pieces, windows ``--doc-stride`` pieces apart;
+a window that does not contain the whole answer is labelled with the ``<s>`` position.
+Decoding takes, over all windows of a question, the span with the highest
+start + end logit such that start <= end and length <= ``--max-answer-length``
+pieces, and returns the passage text between its characters. F1 / EM use MLQA's
+language-specific normalisation for MLQA files and SQuAD v1.1's for XQuAD (as XTREME).
+"""
+import logging
+import os
+import shutil
+from typing import Dict, List
+
+import torch
+
+from preprocess import InputError
+
+from ..criterions.xsl_span_qa import span_logits
+from ..data.features import write_sequences
+from .finetune import finetune, iterate_batches, load_finetuned
+from .metrics import squad_scores
+from .readers import QAExample, discover_language_files, read_squad_json
+
+logger = logging.getLogger(__name__)
+
+HEAD = "span_qa"
+
+
+class QAEvaluation:
+    layout = "mlqa"
+
+    def __init__(self, args, pretrained, text_encoder, workdir):
+        self.args, self.pretrained, self.text_encoder = args, pretrained, text_encoder
+        self.data_dir = os.path.join(workdir, "data")
+        self.eval_examples: Dict[str, List[QAExample]] = {}
+        self.eval_windows: Dict[str, List[dict]] = {}
+        self.normalisation: Dict[str, str] = {}  # language -> MLQA language rules, or None for SQuAD
+        self.extra_report = {}
+
+    @staticmethod
+    def metrics_reported():
+        return ["f1", "exact_match"]
+
+    def windows(self, example: QAExample, with_answer: bool):
+        """Token windows of one question; each a dict with tokens, answer span and offsets."""
+        dictionary = self.text_encoder.dictionary
+        question = self.text_encoder.encode(example.question)[: self.args.max_query_length]
+        context_ids, char_spans = self.text_encoder.encode_with_offsets(example.context)
+        budget = self.args.max_seq_length - len(question) - 3
+        if budget <= 0:
+            raise InputError(f"--max-seq-length {self.args.max_seq_length} leaves no room for the passage "
+                             f"after a {len(question)}-piece question; lower --max-query-length")
+        answer_tokens = None
+        if with_answer:
+            answer_tokens = self._answer_token_span(example, char_spans)
+            if answer_tokens is None:
+                return []
+        prefix = [dictionary.bos(), *question, dictionary.eos()]
+        windows, begin = [], 0
+        while True:
+            end = min(begin + budget, len(context_ids))
+            span = [0, 0]
+            if answer_tokens and begin <= answer_tokens[0] and answer_tokens[1] < end:
+                span = [answer_tokens[0] - begin + len(prefix), answer_tokens[1] - begin + len(prefix)]
+            windows.append({
+                "tokens": prefix + context_ids[begin:end] + [dictionary.eos()],
+                "span": span,
+                "context_offset": len(prefix),
+                "char_spans": char_spans[begin:end],
+            })
+            if end >= len(context_ids):
+                return windows
+            begin += self.args.doc_stride
+
+    @staticmethod
+    def _answer_token_span(example: QAExample, char_spans):
+        start_char = example.answer_starts[0]
+        end_char = start_char + len(example.answers[0])
+        covering = [i for i, (b, e) in enumerate(char_spans) if e > start_char and b < end_char]
+        if not covering:
+            return None
+        return covering[0], covering[-1]
+
+    def _write(self, split, windows):
+        write_sequences(os.path.join(self.data_dir, f"{split}.tokens"), [w["tokens"] for w in windows])
+        write_sequences(os.path.join(self.data_dir, f"{split}.spans"), [w["span"] for w in windows])
+
+    def prepare(self):
+        args = self.args
+        os.makedirs(self.data_dir, exist_ok=True)
+        shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "dict.txt"))
+        train = read_squad_json(args.train)[: args.max_train_examples]
+        train_windows, unlocatable = [], 0
+        for example in train:
+            windows = self.windows(example, with_answer=True)
+            unlocatable += not windows
+            train_windows.extend(windows)
+        if unlocatable:
+            logger.info("%s: %d questions dropped (answer not at its answer_start)", args.train, unlocatable)
+        self._write("train", train_windows)
+        self.num_train = len(train_windows)
+        self.extra_report["train_questions"] = len(train) - unlocatable
+        self.extra_report["train_windows"] = len(train_windows)
+        counts = {}
+        files = discover_language_files(args.eval_dir, self.layout, args.split)
+        for lang, path in files.items():
+            if args.languages and lang not in args.languages:
+                continue
+            examples = read_squad_json(path)[: args.max_eval_examples]
+            windows = []
+            for index, example in enumerate(examples):
+                for window in self.windows(example, with_answer=False):
+                    window["example"] = index
+                    windows.append(window)
+            self._write(f"test_{lang}", windows)
+            self.eval_examples[lang], self.eval_windows[lang] = examples, windows
+            # XTREME scores XQuAD with the SQuAD v1.1 script; MLQA with its own per-language one
+            self.normalisation[lang] = None if path.name.startswith("xquad") else lang
+            counts[lang] = len(examples)
+        return counts
+
+    def task_args(self):
+        return ["--task", "xsl_span_qa", "--criterion", "xsl_span_qa", "--head-name", HEAD]
+
+    def best_span(self, start_logits, end_logits):
+        """(score, start, end) maximising start + end with end - start < max answer length."""
+        length = start_logits.numel()
+        scores = start_logits[:, None] + end_logits[None, :]
+        allowed = torch.ones(length, length, dtype=torch.bool).triu()
+        allowed &= ~torch.ones(length, length, dtype=torch.bool).triu(self.args.max_answer_length)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        flat = int(scores.argmax())
+        return float(scores.view(-1)[flat]), flat // length, flat % length
+
+    def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
+        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
+                              self.num_train, finetune_config, seed, tensorboard_dir)
+        model, task = load_finetuned(checkpoint, self.data_dir)
+        pad = task.source_dictionary.pad()
+        results = {}
+        with torch.no_grad():
+            for lang in languages:
+                examples, windows = self.eval_examples[lang], self.eval_windows[lang]
+                best = {}  # example index -> (score, char begin, char end)
+                for sample in iterate_batches(task, f"test_{lang}", max_sentences=32):
+                    starts, ends = span_logits(model, sample["net_input"], HEAD, pad)
+                    for row, window_id in enumerate(sample["id"].tolist()):
+                        window = windows[window_id]
+                        offset, size = window["context_offset"], len(window["char_spans"])
+                        if size == 0:
+                            continue
+                        score, s, e = self.best_span(starts[row, offset:offset + size], ends[row, offset:offset + size])
+                        if window["example"] not in best or score > best[window["example"]][0]:
+                            best[window["example"]] = (score, window["char_spans"][s][0], window["char_spans"][e][1])
+                predictions = {
+                    ex.qid: (ex.context[best[i][1]:best[i][2]].strip() if i in best else "")
+                    for i, ex in enumerate(examples)
+                }
+                scores = squad_scores(predictions, examples, lang=self.normalisation[lang])
+                results[lang] = {**scores, "examples": len(examples)}
+        return results

@@ -1,0 +1,115 @@
+"""``xsl-eval sentence-pair``: XNLI / PAWS-X, accuracy per language.
+
+Data go into fairseq's ``sentence_prediction`` layout (``input0/ input1/ label/``)
+and fine-tuning runs ``xsl_sentence_prediction`` with fairseq's ``sentence_prediction``
+criterion. Inputs are ``<s> A </s></s> B </s>`` (XLM-R's pair format); pairs longer
+than ``--max-seq-length`` are cut longest-side-first, as Hugging Face's
+``truncation=True`` does in XTREME's scripts.
+"""
+import logging
+import os
+import shutil
+from typing import Dict, List
+
+import torch
+
+from preprocess import InputError
+
+from ..data.features import write_sequences
+from .finetune import finetune, iterate_batches, load_finetuned
+from .readers import SentencePairExample, discover_language_files, read_sentence_pair_tsv
+
+logger = logging.getLogger(__name__)
+
+HEAD = "sentence_classification_head"
+
+
+def truncate_longest_first(a: List[int], b: List[int], max_content: int):
+    a, b = list(a), list(b)
+    while len(a) + len(b) > max_content:
+        if len(a) >= len(b):
+            a.pop()
+        else:
+            b.pop()
+    return a, b
+
+
+class SentencePairEvaluation:
+    layout = "xtreme_tsv"
+
+    @staticmethod
+    def metrics_reported():
+        return ["accuracy"]
+
+    def __init__(self, args, pretrained, text_encoder, workdir):
+        self.args, self.pretrained, self.text_encoder = args, pretrained, text_encoder
+        self.data_dir = os.path.join(workdir, "data")
+        self.dropped = {}
+
+    def _write_split(self, split, examples: List[SentencePairExample], label_index, source):
+        eos = self.text_encoder.dictionary.eos()
+        firsts = self.text_encoder.encode_batch([ex.text_a for ex in examples])
+        seconds = self.text_encoder.encode_batch([ex.text_b for ex in examples])
+        # <s> a </s> </s> b </s>: 4 specials
+        max_content = self.args.max_seq_length - 4
+        input0, input1, labels, truncated = [], [], [], 0
+        for number, (ex, a, b) in enumerate(zip(examples, firsts, seconds), start=1):
+            if ex.label not in label_index:
+                raise InputError(f"{source}: example {number} has label {ex.label!r}, "
+                                 f"not one of the training labels {sorted(label_index)}")
+            cut_a, cut_b = truncate_longest_first(a, b, max_content)
+            truncated += (len(cut_a), len(cut_b)) != (len(a), len(b))
+            input0.append(cut_a + [eos])
+            input1.append(cut_b + [eos])
+            labels.append([label_index[ex.label], eos])
+        write_sequences(os.path.join(self.data_dir, "input0", split), input0)
+        write_sequences(os.path.join(self.data_dir, "input1", split), input1)
+        write_sequences(os.path.join(self.data_dir, "label", split), labels)
+        if truncated:
+            logger.info("%s: %d of %d pairs truncated to %d tokens", source, truncated,
+                        len(examples), self.args.max_seq_length)
+        return len(examples)
+
+    def prepare(self) -> Dict[str, int]:
+        """Write the English training split and one test split per language."""
+        args = self.args
+        train = read_sentence_pair_tsv(args.train)[: args.max_train_examples]
+        self.label_names = sorted({ex.label for ex in train})
+        os.makedirs(os.path.join(self.data_dir, "input0"), exist_ok=True)
+        os.makedirs(os.path.join(self.data_dir, "label"), exist_ok=True)
+        shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "input0", "dict.txt"))
+        with open(os.path.join(self.data_dir, "label", "dict.txt"), "w", encoding="utf-8") as out:
+            out.writelines(f"{name} 1\n" for name in self.label_names)
+        # label dictionary ids: 4 fairseq specials come first
+        label_index = {name: 4 + i for i, name in enumerate(self.label_names)}
+        self.num_train = self._write_split("train", train, label_index, args.train)
+        counts = {}
+        for lang, path in self.language_files().items():
+            examples = read_sentence_pair_tsv(path)[: args.max_eval_examples]
+            counts[lang] = self._write_split(f"test_{lang}", examples, label_index, str(path))
+        return counts
+
+    def language_files(self):
+        files = discover_language_files(self.args.eval_dir, self.layout, self.args.split)
+        return {lang: path for lang, path in files.items() if not self.args.languages or lang in self.args.languages}
+
+    def task_args(self):
+        return ["--task", "xsl_sentence_prediction", "--criterion", "sentence_prediction",
+                "--num-classes", str(len(self.label_names)), "--init-token", "0", "--separator-token", "2",
+                "--classification-head-name", HEAD]
+
+    def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
+        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
+                              self.num_train, finetune_config, seed, tensorboard_dir)
+        model, task = load_finetuned(checkpoint, self.data_dir)
+        results = {}
+        with torch.no_grad():
+            for lang in languages:
+                correct = total = 0
+                for sample in iterate_batches(task, f"test_{lang}"):
+                    logits = model(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
+                    target = model.get_targets(sample, [logits]).view(-1)
+                    correct += (logits.argmax(-1) == target).sum().item()
+                    total += target.numel()
+                results[lang] = {"accuracy": 100.0 * correct / max(total, 1), "examples": total}
+        return results

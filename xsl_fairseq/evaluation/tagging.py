@@ -1,0 +1,190 @@
+"""``xsl-eval ner`` and ``xsl-eval pos``: one label per word, sub-token inputs.
+
+Each word is tokenised on its own (sentencepiece adds the word-initial ``▁``, as
+XLM-R's tokenizer does for pre-split words). The label is trained and predicted on
+the first sub-token of each word (``--label-subtokens all`` also trains the other
+sub-tokens with the word's label). Sentences longer than ``--max-seq-length`` are
+split into consecutive chunks of whole words, so every word is evaluated.
+
+NER label sets may differ between the English training data and a test language
+(MasakhaNER has DATE, UNER has none): entity F1 is computed on the types present in
+both, and the ignored types are listed per language in ``results.json``.
+"""
+import abc
+import logging
+import os
+import shutil
+from typing import List, Tuple
+
+import torch
+
+from preprocess import InputError
+
+from ..criterions.xsl_token_labeling import token_label_logits
+from ..data.features import IGNORE_LABEL, write_sequences
+from .finetune import finetune, iterate_batches, load_finetuned
+from .metrics import accuracy, ner_f1, restrict_to_types, shared_entity_types
+from .readers import discover_language_files, read_conllu, read_iob2, read_xtreme_pos_tsv
+
+logger = logging.getLogger(__name__)
+
+HEAD = "token_labeling"
+Sentence = Tuple[List[str], List[str]]
+
+
+class TaggingEvaluation(abc.ABC):
+    layouts: Tuple[str, ...] = ()
+
+    def __init__(self, args, pretrained, text_encoder, workdir):
+        self.args, self.pretrained, self.text_encoder = args, pretrained, text_encoder
+        self.data_dir = os.path.join(workdir, "data")
+        self.eval_sentences = {}
+        self.eval_chunks = {}
+        self.extra_report = {}
+
+    # -- reading ---------------------------------------------------------
+    @abc.abstractmethod
+    def read(self, path) -> List[Sentence]:
+        """(words, tags) of every sentence of ``path``."""
+
+    @abc.abstractmethod
+    def score(self, lang: str, predicted: List[List[str]]) -> dict:
+        """Metrics of the predicted word tags of ``lang`` against its gold tags."""
+
+    def language_files(self):
+        last_error = None
+        for layout in self.layouts:
+            try:
+                files = discover_language_files(self.args.eval_dir, layout, self.args.split)
+            except InputError as err:
+                last_error = err
+                continue
+            return {lang: paths if isinstance(paths, list) else [paths] for lang, paths in files.items()
+                    if not self.args.languages or lang in self.args.languages}
+        raise last_error
+
+    # -- features --------------------------------------------------------
+    def chunks(self, words: List[str], word_pieces: List[List[int]]):
+        """Consecutive word ranges whose pieces fit ``--max-seq-length`` with <s> and </s>."""
+        budget = self.args.max_seq_length - 2
+        start, used = 0, 0
+        for index, pieces in enumerate(word_pieces):
+            if len(pieces) > budget:
+                raise InputError(f"word {words[index]!r} alone has {len(pieces)} pieces, "
+                                 f"more than --max-seq-length allows")
+            if used + len(pieces) > budget:
+                yield start, index
+                start, used = index, 0
+            used += len(pieces)
+        yield start, len(word_pieces)
+
+    def featurise(self, sentences: List[Sentence], label_index, train: bool):
+        dictionary = self.text_encoder.dictionary
+        all_words = [word for words, _ in sentences for word in words]
+        encoded = self.text_encoder.encode_batch(all_words)
+        features, cursor = [], 0
+        for sentence_id, (words, tags) in enumerate(sentences):
+            pieces = [ids or [dictionary.unk()] for ids in encoded[cursor:cursor + len(words)]]
+            cursor += len(words)
+            for begin, end in self.chunks(words, pieces):
+                tokens, labels, first_positions = [dictionary.bos()], [IGNORE_LABEL], []
+                for word_pieces, tag in zip(pieces[begin:end], tags[begin:end]):
+                    first_positions.append(len(tokens))
+                    label = label_index.get(tag, IGNORE_LABEL)
+                    rest = label if (train and self.args.label_subtokens == "all") else IGNORE_LABEL
+                    tokens.extend(word_pieces)
+                    labels.extend([label] + [rest] * (len(word_pieces) - 1))
+                tokens.append(dictionary.eos())
+                labels.append(IGNORE_LABEL)
+                features.append({"tokens": tokens, "labels": labels, "sentence": sentence_id,
+                                 "begin": begin, "first_positions": first_positions})
+        return features
+
+    def _write(self, split, features):
+        write_sequences(os.path.join(self.data_dir, f"{split}.tokens"), [f["tokens"] for f in features])
+        write_sequences(os.path.join(self.data_dir, f"{split}.labels"), [f["labels"] for f in features])
+
+    def prepare(self):
+        args = self.args
+        os.makedirs(self.data_dir, exist_ok=True)
+        shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "dict.txt"))
+        train = self.read(args.train)[: args.max_train_examples]
+        if not train:
+            raise InputError(f"{args.train}: no sentences")
+        self.label_names = sorted({tag for _, tags in train for tag in tags})
+        with open(os.path.join(self.data_dir, "labels.txt"), "w", encoding="utf-8") as out:
+            out.writelines(name + "\n" for name in self.label_names)
+        label_index = {name: i for i, name in enumerate(self.label_names)}
+        train_features = self.featurise(train, label_index, train=True)
+        self._write("train", train_features)
+        self.num_train = len(train_features)
+        self.train_tags = [tags for _, tags in train]
+        counts = {}
+        for lang, paths in self.language_files().items():
+            sentences = [s for path in paths for s in self.read(path)][: args.max_eval_examples]
+            features = self.featurise(sentences, label_index, train=False)
+            self._write(f"test_{lang}", features)
+            self.eval_sentences[lang], self.eval_chunks[lang] = sentences, features
+            counts[lang] = len(sentences)
+        return counts
+
+    def task_args(self):
+        return ["--task", "xsl_token_labeling", "--criterion", "xsl_token_labeling", "--head-name", HEAD]
+
+    def predict(self, model, task, lang) -> List[List[str]]:
+        sentences, features = self.eval_sentences[lang], self.eval_chunks[lang]
+        predicted = [["O"] * len(words) for words, _ in sentences]
+        with torch.no_grad():
+            for sample in iterate_batches(task, f"test_{lang}"):
+                best = token_label_logits(model, sample["net_input"], HEAD).argmax(-1)
+                for row, chunk_id in enumerate(sample["id"].tolist()):
+                    chunk = features[chunk_id]
+                    for offset, position in enumerate(chunk["first_positions"]):
+                        label = self.label_names[int(best[row, position])]
+                        predicted[chunk["sentence"]][chunk["begin"] + offset] = label
+        return predicted
+
+    def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
+        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
+                              self.num_train, finetune_config, seed, tensorboard_dir)
+        model, task = load_finetuned(checkpoint, self.data_dir)
+        return {lang: {**self.score(lang, self.predict(model, task, lang)),
+                       "examples": len(self.eval_sentences[lang])} for lang in languages}
+
+
+class NEREvaluation(TaggingEvaluation):
+    layouts = ("iob2",)
+
+    @staticmethod
+    def metrics_reported():
+        return ["f1"]
+
+    def read(self, path):
+        return read_iob2(path)
+
+    def score(self, lang, predicted):
+        gold = [tags for _, tags in self.eval_sentences[lang]]
+        shared, ignored = shared_entity_types(self.train_tags, gold)
+        self.extra_report.setdefault("ignored_entity_types", {})[lang] = sorted(ignored)
+        self.extra_report.setdefault("evaluated_entity_types", {})[lang] = sorted(shared)
+        scores = ner_f1(restrict_to_types(gold, shared), restrict_to_types(predicted, shared))
+        return {"f1": scores["f1"]}
+
+
+class POSEvaluation(TaggingEvaluation):
+    layouts = ("conllu", "xtreme_tsv")
+
+    @staticmethod
+    def metrics_reported():
+        return ["accuracy"]
+
+    def read(self, path):
+        return read_conllu(path) if str(path).endswith(".conllu") else read_xtreme_pos_tsv(path)
+
+    def score(self, lang, predicted):
+        gold = [tag for _, tags in self.eval_sentences[lang] for tag in tags]
+        flat = [tag for tags in predicted for tag in tags]
+        unseen = sorted(set(gold) - set(self.label_names))
+        if unseen:
+            self.extra_report.setdefault("tags_not_in_training", {})[lang] = unseen
+        return {"accuracy": accuracy(flat, gold)}

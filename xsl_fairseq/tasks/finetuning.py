@@ -1,0 +1,52 @@
+"""Shared pieces of the fine-tuning tasks (span QA, token labelling, sentence pairs)."""
+import os
+
+import numpy as np
+from fairseq.data import (
+    IdDataset,
+    NestedDictionaryDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    RightPadDataset,
+    SortDataset,
+    data_utils,
+)
+
+from ..data.dictionary import load_dictionary, parse_symbol_list
+from ..data.features import load_sequences
+
+
+def load_task_dictionary(cfg):
+    """``<data>/dict.txt`` + ``<mask>`` + ``--extra-special-symbols``."""
+    return load_dictionary(os.path.join(cfg.data, "dict.txt"), parse_symbol_list(cfg.extra_special_symbols))
+
+
+def require_task_heads(model, task_name):
+    if not hasattr(model, "register_task_head"):
+        raise ValueError(
+            f"task {task_name} needs an xsl_roberta architecture (e.g. --arch xsl_roberta_base), "
+            f"got {type(model).__name__}"
+        )
+
+
+def token_input_dataset(cfg, split, dictionary, targets: dict, shuffle: bool):
+    """``{split}.tokens`` plus ``targets`` as a shuffled (train) or ordered dataset."""
+    tokens = load_sequences(os.path.join(cfg.data, f"{split}.tokens"))
+    dataset = NestedDictionaryDataset(
+        {
+            "id": IdDataset(),
+            "net_input": {
+                "src_tokens": RightPadDataset(tokens, pad_idx=dictionary.pad()),
+                "src_lengths": NumelDataset(tokens, reduce=False),
+            },
+            **targets,
+            "nsentences": NumSamplesDataset(),
+            "ntokens": NumelDataset(tokens, reduce=True),
+        },
+        sizes=[tokens.sizes],
+    )
+    if not shuffle:
+        return dataset
+    with data_utils.numpy_seed(cfg.seed):
+        order = np.random.permutation(len(dataset))
+    return SortDataset(dataset, sort_order=[order])
