@@ -7,7 +7,7 @@ from . import compat
 
 compat.apply()
 
-from . import data, modules  # noqa: E402
-from . import criterions, models, tasks  # noqa: E402
+from . import data, modules  # noqa: E402,F401
+from . import criterions, models, tasks  # noqa: E402,F401
 
 __version__ = "0.1.0"

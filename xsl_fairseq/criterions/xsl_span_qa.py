@@ -1,7 +1,6 @@
 """``xsl_span_qa``: start/end cross entropy for extractive QA (sum over windows)."""
 from dataclasses import dataclass, field
 
-import torch
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass

@@ -18,18 +18,13 @@ logger = logging.getLogger("xsl_eval")
 
 
 def _evaluation_classes():
+    from .qa import QAEvaluation
+    from .retrieval import RetrievalEvaluation
     from .sentence_pair import SentencePairEvaluation
+    from .tagging import NEREvaluation, POSEvaluation
 
-    classes = {"sentence-pair": SentencePairEvaluation}
-    try:
-        from .qa import QAEvaluation
-        from .retrieval import RetrievalEvaluation
-        from .tagging import NEREvaluation, POSEvaluation
-    except ImportError:  # pragma: no cover - only while subcommands are being added
-        return classes
-    classes.update({"qa": QAEvaluation, "ner": NEREvaluation, "pos": POSEvaluation,
-                    "retrieval": RetrievalEvaluation})
-    return classes
+    return {"sentence-pair": SentencePairEvaluation, "qa": QAEvaluation, "ner": NEREvaluation,
+            "pos": POSEvaluation, "retrieval": RetrievalEvaluation}
 
 
 def _comma_list(text):

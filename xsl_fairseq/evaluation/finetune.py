@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import List, Optional
 
 import torch
+from tqdm import tqdm
 
 import xsl_fairseq
 
@@ -118,6 +119,6 @@ def iterate_batches(task, split: str, max_sentences: int = 64):
         dataset=task.dataset(split), max_sentences=max_sentences, ignore_invalid_inputs=False,
         required_batch_size_multiple=1, seed=1, num_workers=0,
     ).next_epoch_itr(shuffle=False)
-    for sample in iterator:
+    for sample in tqdm(iterator, desc=f"predicting {split}", leave=False):
         if sample:
             yield sample

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import sentencepiece as spm
-import torch
 
 from preprocess import InputError
 
@@ -146,9 +145,3 @@ def load_encoder_for_inference(pretrained: PretrainedModel):
     model = models[0].eval()
     return model, task
 
-
-@torch.no_grad()
-def layer_states(model, src_tokens) -> List[torch.Tensor]:
-    """Embedding output and every layer's output (B x T x C) of a RoBERTa encoder."""
-    _, extra = model.encoder.extract_features(src_tokens, return_all_hiddens=True)
-    return [state.transpose(0, 1) for state in extra["inner_states"]]

@@ -12,9 +12,9 @@ from typing import List
 import torch
 from tqdm import tqdm
 
-from ..modules.pooling import masked_mean
+from ..modules.pooling import encoder_hidden_states, masked_mean
 from .metrics import retrieval_accuracy
-from .pretrained import layer_states, load_encoder_for_inference
+from .pretrained import load_encoder_for_inference
 from .readers import discover_language_files, read_line_aligned
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class RetrievalEvaluation:
             tokens = torch.full((len(batch_ids), width), dictionary.pad(), dtype=torch.long)
             for row, i in enumerate(batch_ids):
                 tokens[row, : len(encoded[i])] = torch.tensor(encoded[i])
-            states = layer_states(model, tokens)
+            with torch.no_grad():
+                states = encoder_hidden_states(model, tokens)
             pooled = masked_mean(states[self.layer], tokens.ne(dictionary.pad()))
             for row, i in enumerate(batch_ids):
                 vectors[i] = pooled[row]

@@ -31,7 +31,7 @@ from fairseq.models.roberta import RobertaModel
 from fairseq.models.roberta.model import base_architecture as roberta_base_architecture
 from fairseq.utils import safe_getattr
 
-from ..modules.pooling import masked_mean, segment_mask
+from ..modules.pooling import encoder_hidden_states, masked_mean, segment_mask
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +140,7 @@ class XslRobertaModel(RobertaModel):
 
     def hidden_states(self, src_tokens: torch.Tensor, **kwargs) -> List[torch.Tensor]:
         """Embedding output followed by the output of every layer, each B x T x C."""
-        _, extra = self.encoder(
-            src_tokens, features_only=True, return_all_hiddens=True, **kwargs
-        )
-        return [state.transpose(0, 1) for state in extra["inner_states"]]
+        return encoder_hidden_states(self, src_tokens, **kwargs)
 
     def pooled(
         self,

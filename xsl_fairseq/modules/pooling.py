@@ -1,5 +1,14 @@
 """Pooling of token states into sentence (or span) vectors."""
+from typing import List
+
 import torch
+
+
+def encoder_hidden_states(model, src_tokens: torch.Tensor, **kwargs) -> List[torch.Tensor]:
+    """Embedding output and every layer's output (each B x T x C) of a RoBERTa-family
+    model (fairseq's own ``RobertaModel`` included, so official checkpoints work too)."""
+    _, extra = model.encoder.extract_features(src_tokens, return_all_hiddens=True, **kwargs)
+    return [state.transpose(0, 1) for state in extra["inner_states"]]
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
