@@ -6,6 +6,7 @@ PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.xsl-installed
 DATA ?= ../shared/data
 OUT ?= work/demo
+MODEL ?= e5
 PYTEST_ARGS ?=
 
 .PHONY: install demo test clean
@@ -25,7 +26,7 @@ $(STAMP): setup.py Makefile
 	touch $@
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DATA="$(DATA)" OUT="$(OUT)" bash examples/demo/run.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MODEL="$(MODEL)" DATA="$(DATA)" OUT="$(OUT)" bash examples/demo/run.sh
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)

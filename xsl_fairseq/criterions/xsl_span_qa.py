@@ -6,16 +6,25 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
+from ..modules.heads import first_query_states
+
 
 @dataclass
 class XslSpanQACriterionConfig(FairseqDataclass):
     head_name: str = field(default="span_qa", metadata={"help": "the task head scoring start/end"})
 
 
-def span_logits(model, net_input, head_name, padding_idx):
-    """Start and end logits (B x T, fp32) with padding positions at -inf."""
+def span_logits(model, net_input, head_name, padding_idx, que_idx=None):
+    """Start and end logits (B x T, fp32) with padding positions at -inf.
+
+    With ``que_idx`` (``--que-mode``) the head is CLISM's pointer, read from each row's
+    first ``[QUE]`` state."""
     features = model(**net_input, features_only=True)[0]
-    start_logits, end_logits = model.task_heads[head_name](features)
+    if que_idx is None:
+        start_logits, end_logits = model.task_heads[head_name](features)
+    else:
+        queries = first_query_states(features, net_input["src_tokens"], que_idx)
+        start_logits, end_logits = model.task_heads[head_name](features, queries)
     padding = net_input["src_tokens"].eq(padding_idx)
     start_logits = start_logits.float().masked_fill(padding, float("-inf"))
     end_logits = end_logits.float().masked_fill(padding, float("-inf"))
@@ -27,9 +36,11 @@ class XslSpanQACriterion(FairseqCriterion):
     def __init__(self, cfg: XslSpanQACriterionConfig, task):
         super().__init__(task)
         self.head_name = cfg.head_name
+        self.que_idx = getattr(task, "que_idx", None)  # set by xsl_span_qa --que-mode
 
     def forward(self, model, sample, reduce=True):
-        start_logits, end_logits = span_logits(model, sample["net_input"], self.head_name, self.padding_idx)
+        start_logits, end_logits = span_logits(model, sample["net_input"], self.head_name, self.padding_idx,
+                                               self.que_idx)
         starts, ends = sample["start_positions"], sample["end_positions"]
         loss = 0.5 * (
             F.cross_entropy(start_logits, starts, reduction="sum")

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--weight-decay", type=float, default=0.01)
             p.add_argument("--max-seq-length", type=int, default=None)
             p.add_argument("--fairseq-args", default="",
-                           help="extra fairseq-train arguments, e.g. '--freeze-embeddings --threshold-loss-scale 1'")
+                           help="extra fairseq-train arguments; write it as --fairseq-args='--freeze-embeddings ...'")
         return p
 
     p = common(commands.add_parser("sentence-pair", help="XNLI / PAWS-X (XTREME tsv): accuracy"))
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--doc-stride", type=int, default=128)
     p.add_argument("--max-query-length", type=int, default=64)
     p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--que-mode", action="store_true",
+                   help="CLISM's input <s> question [QUE] </s> passage </s>, answered by the pretrained "
+                        "pointer head (clism_pointer) from the [QUE] state")
+    p.add_argument("--few-shot", type=int, default=0, metavar="K",
+                   help="fine-tune on K questions sampled with each --seeds value (paper: 64..1024)")
 
     for name, what in (("ner", "IOB2 (UNER, MasakhaNER): entity F1"), ("pos", "CoNLL-U / XTREME tsv: accuracy")):
         p = common(commands.add_parser(name, help=what))
@@ -77,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                finetuned=False)
     p.add_argument("--layer", type=int, default=None,
                    help="hidden layer to mean-pool (0 = embeddings; default L//2+1, layer 7 of 12 as in XTREME)")
+    p.add_argument("--representation", choices=["layer", "mlctl", "mlctl-head"], default="layer",
+                   help="layer: mean of --layer; mlctl: ML-CTL's avg-first-last vector (mean of layer 1 + mean "
+                        "of the last layer); mlctl-head: that vector through the checkpoint's trained ML-CTL MLP")
     p.add_argument("--max-seq-length", type=int, default=128)
     return parser
 

@@ -7,9 +7,19 @@ Decoding takes, over all windows of a question, the span with the highest
 start + end logit such that start <= end and length <= ``--max-answer-length``
 pieces, and returns the passage text between its characters. F1 / EM use MLQA's
 language-specific normalisation for MLQA files and SQuAD v1.1's for XQuAD (as XTREME).
+
+``--que-mode`` (CLISM, Chen et al. 2022, Eq. 10): windows ``<s> question [QUE] </s>
+passage </s>`` answered by the pointer head pretrained by ``xsl_clism``
+(``clism_pointer``) from the ``[QUE]`` state. A checkpoint whose dictionary lacks
+``[QUE]`` gets it appended (its embedding row starts at the mean embedding) and a fresh
+head. ``--few-shot K`` fine-tunes on K questions sampled from the training file with
+each ``--seeds`` value as the sampling seed (the paper's Table 3 draws 5 samples of
+64..1024 examples); choose ``--epochs`` for the number of updates (K=256, batch 32:
+25 epochs are about the paper's 200 steps).
 """
 import logging
 import os
+import random
 import shutil
 from typing import Dict, List
 
@@ -18,7 +28,9 @@ import torch
 from preprocess import InputError
 
 from ..criterions.xsl_span_qa import span_logits
+from ..data.dictionary import QUE_SYMBOL, parse_symbol_list
 from ..data.features import write_sequences
+from ..modules.heads import QUERY_POINTER_HEAD
 from .finetune import finetune, iterate_batches, load_finetuned
 from .metrics import squad_scores
 from .readers import QAExample, discover_language_files, read_squad_json
@@ -38,6 +50,16 @@ class QAEvaluation:
         self.eval_windows: Dict[str, List[dict]] = {}
         self.normalisation: Dict[str, str] = {}  # language -> MLQA language rules, or None for SQuAD
         self.extra_report = {}
+        self.que_mode = getattr(args, "que_mode", False)
+        self.head_name, self.que_idx = HEAD, None
+        if self.que_mode:
+            symbols = parse_symbol_list(pretrained.extra_special_symbols)
+            if QUE_SYMBOL not in symbols:
+                logger.warning("%s has no %s: appending it (mean embedding) and a fresh pointer head",
+                               pretrained.checkpoint, QUE_SYMBOL)
+                pretrained.extra_special_symbols = ",".join(symbols + [QUE_SYMBOL])
+            self.head_name = QUERY_POINTER_HEAD
+            self.que_idx = pretrained.dictionary().index(QUE_SYMBOL)
 
     @staticmethod
     def metrics_reported():
@@ -48,6 +70,8 @@ class QAEvaluation:
         dictionary = self.text_encoder.dictionary
         question = self.text_encoder.encode(example.question)[: self.args.max_query_length]
         context_ids, char_spans = self.text_encoder.encode_with_offsets(example.context)
+        if self.que_mode:
+            question = question + [self.que_idx]
         budget = self.args.max_seq_length - len(question) - 3
         if budget <= 0:
             raise InputError(f"--max-seq-length {self.args.max_seq_length} leaves no room for the passage "
@@ -92,6 +116,9 @@ class QAEvaluation:
         os.makedirs(self.data_dir, exist_ok=True)
         shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "dict.txt"))
         train = read_squad_json(args.train)[: args.max_train_examples]
+        self.few_shot_pool = train  # --few-shot samples from these, per seed (few_shot_split)
+        if getattr(args, "few_shot", 0) > len(train):
+            raise InputError(f"{args.train}: --few-shot {args.few_shot} exceeds its {len(train)} questions")
         train_windows, unlocatable = [], 0
         for example in train:
             windows = self.windows(example, with_answer=True)
@@ -122,7 +149,19 @@ class QAEvaluation:
         return counts
 
     def task_args(self):
-        return ["--task", "xsl_span_qa", "--criterion", "xsl_span_qa", "--head-name", HEAD]
+        return (["--task", "xsl_span_qa", "--criterion", "xsl_span_qa", "--head-name", self.head_name]
+                + (["--que-mode"] if self.que_mode else []))
+
+    def few_shot_split(self, seed) -> List[str]:
+        """Write ``train_k{K}_seed{seed}``: K questions sampled with ``seed``; returns the
+        fairseq arguments that train on it."""
+        sample = random.Random(seed).sample(self.few_shot_pool, self.args.few_shot)
+        windows = [w for example in sample for w in self.windows(example, with_answer=True)]
+        split = f"train_k{self.args.few_shot}_seed{seed}"
+        self._write(split, windows)
+        self.num_train = len(windows)
+        self.extra_report.setdefault("few_shot_windows", {})[str(seed)] = len(windows)
+        return ["--train-subset", split]
 
     def best_span(self, start_logits, end_logits):
         """(score, start, end) maximising start + end with end - start < max answer length."""
@@ -135,7 +174,8 @@ class QAEvaluation:
         return float(scores.view(-1)[flat]), flat // length, flat % length
 
     def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
-        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
+        task_args = self.task_args() + (self.few_shot_split(seed) if getattr(self.args, "few_shot", 0) else [])
+        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, task_args,
                               self.num_train, finetune_config, seed, tensorboard_dir)
         model, task = load_finetuned(checkpoint, self.data_dir)
         pad = task.source_dictionary.pad()
@@ -145,7 +185,7 @@ class QAEvaluation:
                 examples, windows = self.eval_examples[lang], self.eval_windows[lang]
                 best = {}  # example index -> (score, char begin, char end)
                 for sample in iterate_batches(task, f"test_{lang}", max_sentences=32):
-                    starts, ends = span_logits(model, sample["net_input"], HEAD, pad)
+                    starts, ends = span_logits(model, sample["net_input"], self.head_name, pad, self.que_idx)
                     for row, window_id in enumerate(sample["id"].tolist()):
                         window = windows[window_id]
                         offset, size = window["context_offset"], len(window["char_spans"])

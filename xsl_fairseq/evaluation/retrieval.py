@@ -12,6 +12,9 @@ from typing import List
 import torch
 from tqdm import tqdm
 
+from preprocess import InputError
+
+from ..modules.mlctl import MLCTL_HEAD, sentence_representation
 from ..modules.pooling import encoder_hidden_states, masked_mean
 from .metrics import retrieval_accuracy
 from .pretrained import load_encoder_for_inference
@@ -29,6 +32,10 @@ class RetrievalEvaluation:
         layer = args.layer if args.layer is not None else pretrained.num_layers // 2 + 1
         self.extra_report = {"layer": layer}
         self.layer = layer
+        # --representation mlctl / mlctl-head: ML-CTL's avg-first-last vector (optionally through
+        # the trained MLP); --layer is then unused (xsl_fairseq.modules.mlctl)
+        self.representation = getattr(args, "representation", "layer")
+        self.extra_report["representation"] = self.representation
 
     @staticmethod
     def metrics_reported():
@@ -58,13 +65,21 @@ class RetrievalEvaluation:
                 tokens[row, : len(encoded[i])] = torch.tensor(encoded[i])
             with torch.no_grad():
                 states = encoder_hidden_states(model, tokens)
-            pooled = masked_mean(states[self.layer], tokens.ne(dictionary.pad()))
+            if self.representation == "layer":
+                pooled = masked_mean(states[self.layer], tokens.ne(dictionary.pad()))
+            else:
+                with torch.no_grad():
+                    pooled = sentence_representation(model, states, tokens, dictionary.pad(),
+                                                     through_head=self.representation == "mlctl-head")
             for row, i in enumerate(batch_ids):
                 vectors[i] = pooled[row]
         return torch.stack(vectors)
 
     def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
         model, _ = load_encoder_for_inference(self.pretrained)
+        if self.representation == "mlctl-head" and MLCTL_HEAD not in getattr(model, "task_heads", {}):
+            raise InputError(f"{self.pretrained.checkpoint}: no trained ML-CTL head ({MLCTL_HEAD}); it was not "
+                             "trained with --task xsl_mlctl: use --representation mlctl")
         num_states = self.pretrained.num_layers + 1
         if not -num_states <= self.layer < num_states:
             raise ValueError(f"--layer {self.layer}: the model has layers 0..{num_states - 1}")

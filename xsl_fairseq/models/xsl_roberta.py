@@ -20,6 +20,13 @@ additions the cross-lingual objectives need:
 * **Representations for contrastive objectives.** :meth:`hidden_states` returns the
   embedding output and every layer (B x T x C); :meth:`pooled` averages a chosen
   layer over the real tokens (optionally one segment of a pair).
+* **Imported encoders** (``xsl-prep import-encoder``). ``--layernorm-eps`` sets the
+  epsilon of every LayerNorm of the encoder and LM head: BERT-style checkpoints such
+  as multilingual-e5 use 1e-12 against fairseq's fixed 1e-5 (``xsl_e5_small`` sets
+  it; on e5 the difference moves hidden states by up to ~2e-3 but sentence-embedding
+  cosines by < 1e-6). ``--freeze-embeddings`` keeps the word embedding fixed; the
+  LM head's output projection is the same tensor (tied), so it is frozen too, while
+  the LM-head bias, dense layer and LayerNorm still train.
 """
 import logging
 from typing import List, Optional

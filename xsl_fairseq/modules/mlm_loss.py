@@ -32,3 +32,18 @@ def masked_lm_loss(model, net_input: dict, target, padding_idx) -> MaskedLMLoss:
     )
     num_correct = (logits.argmax(dim=-1) == targets).sum()
     return MaskedLMLoss(loss, num_predicted, num_correct)
+
+
+def masked_lm_loss_from_features(model, features: torch.Tensor, target, padding_idx) -> MaskedLMLoss:
+    """:func:`masked_lm_loss` on encoder ``features`` (B x T x C) already computed, for
+    criterions that use the same forward pass for other terms too (CLISM's pointer and
+    pooled states): only the LM head runs here."""
+    masked_tokens = target.ne(padding_idx)
+    num_predicted = masked_tokens.sum()
+    if not masked_tokens.any():
+        zero = model.encoder.output_layer(features[:, :1]).sum() * 0.0  # keeps the LM head in the graph
+        return MaskedLMLoss(zero, num_predicted, num_predicted.clone())
+    logits = model.encoder.output_layer(features, masked_tokens=masked_tokens)
+    targets = target[masked_tokens]
+    loss = fairseq_modules.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum")
+    return MaskedLMLoss(loss, num_predicted, (logits.argmax(dim=-1) == targets).sum())

@@ -51,3 +51,29 @@ def segment_mask(
         if bos_idx is not None:
             mask &= tokens.ne(bos_idx)
     return mask
+
+
+def span_mask(tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """Boolean mask (B x T) of positions ``spans[b, 0] <= t <= spans[b, 1]`` (inclusive
+    token positions, ``<s>`` = 0), e.g. the sub-tokens of one word."""
+    positions = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0)
+    return (positions >= spans[:, :1]) & (positions <= spans[:, 1:2])
+
+
+def avg_first_last(hidden_states: List[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """ML-CTL's "avg-first-last" vector (B x C, fp32): the masked mean of the first
+    Transformer layer (``hidden_states[1]``, not the embedding output) *plus* the masked
+    mean of the last layer.
+
+    As in the official code the two means are summed, not halved (the scale does not
+    matter for cosine similarity or the MLP after it). For a sentence vector ``mask`` is
+    every non-pad token, ``<s>``/``</s>`` included; for a word vector it is the word's
+    sub-token span (:func:`span_mask`).
+    """
+    return masked_mean(hidden_states[1].float(), mask) + masked_mean(hidden_states[-1].float(), mask)
+
+
+def avg_first_last_span(hidden_states: List[torch.Tensor], tokens: torch.Tensor, spans: torch.Tensor) -> torch.Tensor:
+    """:func:`avg_first_last` over each row's inclusive token span ``spans`` (B x 2): ML-CTL's
+    word vector."""
+    return avg_first_last(hidden_states, span_mask(tokens, spans))

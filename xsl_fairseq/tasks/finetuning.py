@@ -12,6 +12,8 @@ from fairseq.data import (
     data_utils,
 )
 
+from fairseq.tasks import FairseqTask
+
 from ..data.dictionary import load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
 
@@ -21,12 +23,33 @@ def load_task_dictionary(cfg):
     return load_dictionary(os.path.join(cfg.data, "dict.txt"), parse_symbol_list(cfg.extra_special_symbols))
 
 
-def require_task_heads(model, task_name):
-    if not hasattr(model, "register_task_head"):
-        raise ValueError(
-            f"task {task_name} needs an xsl_roberta architecture (e.g. --arch xsl_roberta_base), "
-            f"got {type(model).__name__}"
-        )
+class FeatureFinetuningTask(FairseqTask):
+    """Base of the tasks that read pre-tokenised feature files beside ``dict.txt`` and
+    put a head on ``XslRobertaModel`` (span QA, token labelling)."""
+
+    def __init__(self, cfg, dictionary):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+
+    def attach_head(self, model, head):
+        if not hasattr(model, "register_task_head"):
+            raise ValueError(
+                f"task {self.cfg._name} needs an xsl_roberta architecture (e.g. --arch xsl_roberta_base), "
+                f"got {type(model).__name__}"
+            )
+        model.register_task_head(self.cfg.head_name, head)
+        return model
+
+    def max_positions(self):
+        return None  # features are cut to the model's limit when they are written
+
+    @property
+    def source_dictionary(self):
+        return self.dictionary
+
+    @property
+    def target_dictionary(self):
+        return self.dictionary
 
 
 def token_input_dataset(cfg, split, dictionary, targets: dict, shuffle: bool):

@@ -11,18 +11,26 @@ Data directory (written by ``xsl-eval qa``, or by hand with
 
 Decoding (best span with a maximum answer length) is done by ``xsl-eval qa``, which
 keeps the token-to-character offsets beside the binarized windows.
+
+``--que-mode`` is CLISM's fine-tuning input (Chen et al., NAACL 2022, Eq. 10): windows
+``<s> question [QUE] </s> passage </s>``, scored by the pointer head W_s / W_e
+(:class:`~xsl_fairseq.modules.heads.QueryPointerHead`) from the first ``[QUE]``'s state.
+With ``--head-name clism_pointer`` the head pretrained by ``xsl_clism`` is fine-tuned;
+a checkpoint without it starts the head fresh. ``[QUE]`` must be in the dictionary
+(``--extra-special-symbols``).
 """
 import os
 from dataclasses import dataclass, field
 
 from fairseq.data import RawLabelDataset
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
+from ..data.dictionary import QUE_SYMBOL, parse_symbol_list
 from ..data.features import load_sequences
-from ..modules.heads import SpanPointerHead
-from .finetuning import load_task_dictionary, require_task_heads, token_input_dataset
+from ..modules.heads import QueryPointerHead, SpanPointerHead
+from .finetuning import FeatureFinetuningTask, load_task_dictionary, token_input_dataset
 
 
 @dataclass
@@ -32,20 +40,27 @@ class XslSpanQAConfig(FairseqDataclass):
         default="", metadata={"help": "symbols the pretrained model appended after <mask>, e.g. '[QUE]'"}
     )
     head_name: str = field(default="span_qa", metadata={"help": "name of the start/end head in the model"})
+    que_mode: bool = field(
+        default=False, metadata={"help": "windows carry [QUE] after the question; answer with CLISM's pointer "
+                                         "head from its state (use --head-name clism_pointer)"})
     seed: int = II("common.seed")
 
 
 @register_task("xsl_span_qa", dataclass=XslSpanQAConfig)
-class XslSpanQATask(FairseqTask):
+class XslSpanQATask(FeatureFinetuningTask):
     cfg: XslSpanQAConfig
-
-    def __init__(self, cfg: XslSpanQAConfig, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
 
     @classmethod
     def setup_task(cls, cfg: XslSpanQAConfig, **kwargs):
-        return cls(cfg, load_task_dictionary(cfg))
+        task = cls(cfg, load_task_dictionary(cfg))
+        task.que_idx = None
+        if cfg.que_mode:
+            if QUE_SYMBOL not in parse_symbol_list(cfg.extra_special_symbols):
+                raise ValueError(f"{os.path.join(cfg.data, 'dict.txt')}: --que-mode needs {QUE_SYMBOL} in the "
+                                 f"dictionary; pass --extra-special-symbols '{QUE_SYMBOL}' (got "
+                                 f"{cfg.extra_special_symbols!r})")
+            task.que_idx = task.dictionary.index(QUE_SYMBOL)
+        return task
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         spans = load_sequences(os.path.join(self.cfg.data, f"{split}.spans"))
@@ -59,17 +74,5 @@ class XslSpanQATask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        require_task_heads(model, "xsl_span_qa")
-        model.register_task_head(self.cfg.head_name, SpanPointerHead(model.args.encoder_embed_dim))
-        return model
-
-    def max_positions(self):
-        return None  # windows are cut to the model's limit when they are written
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
+        head_class = QueryPointerHead if self.cfg.que_mode else SpanPointerHead
+        return self.attach_head(model, head_class(model.args.encoder_embed_dim))

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from fairseq.data import RightPadDataset
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.features import IGNORE_LABEL, load_sequences
 from ..modules.heads import TokenClassificationHead
-from .finetuning import load_task_dictionary, require_task_heads, token_input_dataset
+from .finetuning import FeatureFinetuningTask, load_task_dictionary, token_input_dataset
 
 
 def read_label_names(path):
@@ -43,12 +43,11 @@ class XslTokenLabelingConfig(FairseqDataclass):
 
 
 @register_task("xsl_token_labeling", dataclass=XslTokenLabelingConfig)
-class XslTokenLabelingTask(FairseqTask):
+class XslTokenLabelingTask(FeatureFinetuningTask):
     cfg: XslTokenLabelingConfig
 
     def __init__(self, cfg: XslTokenLabelingConfig, dictionary, label_names):
-        super().__init__(cfg)
-        self.dictionary = dictionary
+        super().__init__(cfg, dictionary)
         self.label_names = label_names
 
     @classmethod
@@ -66,18 +65,5 @@ class XslTokenLabelingTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        require_task_heads(model, "xsl_token_labeling")
         head = TokenClassificationHead(model.args.encoder_embed_dim, len(self.label_names), self.cfg.head_dropout)
-        model.register_task_head(self.cfg.head_name, head)
-        return model
-
-    def max_positions(self):
-        return None  # sentences are split to the model's limit when they are written
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
+        return self.attach_head(model, head)
