@@ -35,7 +35,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -44,6 +43,8 @@ import time
 
 import numpy as np
 import torch
+
+from report import environment, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -82,7 +83,7 @@ def build(args):
     mlm_batch = pair_mlm_batch(dataset, indices, task.dictionary, args.seed)
     criteria = {
         "masked_lm": MaskedLmLoss(MaskedLmConfig(tpu=False), task),
-        "xsl_clism": XslClismCriterion(XslClismCriterionConfig(), task),
+        "xsl_clism": XslClismCriterion(XslClismCriterionConfig(source_pass_batching=args.source_pass_batching), task),
     }
     batches = {"masked_lm": mlm_batch, "xsl_clism": clism_batch}
     return task, model, criteria, batches
@@ -224,6 +225,8 @@ def main(argv=None):
     parser.add_argument("--memory-updates", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--cpu", action="store_true", help="stay on CPU even if CUDA is available")
+    parser.add_argument("--source-pass-batching", default="auto", choices=["auto", "separate", "joint"],
+                        help="the criterion's option: the unmasked source in its own encoder call or stacked with X")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON result file")
     parser.add_argument("--memory-worker", dest="objective", choices=OBJECTIVES, help=argparse.SUPPRESS)
@@ -280,6 +283,7 @@ def main(argv=None):
         "model": args.checkpoint or args.arch,
         "parameters": sum(p.numel() for p in model.parameters()),
         "freeze_embeddings": args.freeze_embeddings,
+        "source_pass_batching": args.source_pass_batching,
         "pairs_per_update": batches["masked_lm"]["nsentences"],
         "words_per_update": words,
         "x_tokens_per_update": x_tokens,
@@ -294,14 +298,10 @@ def main(argv=None):
         "timed_updates_each": args.updates,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        **environment(),
         "results": results,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2)
+    write_report(args.out, report)
     print(json.dumps({k: report[k] for k in ("words_per_update", "pass_count_bound", "time_ratio_clism_over_mlm",
                                              "ratio_over_bound", "within_10pct_of_bound")}))
     for name in OBJECTIVES:

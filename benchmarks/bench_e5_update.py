@@ -21,14 +21,14 @@ time, and the process's CPU time, which other processes on a shared machine dist
 less); the JSON records the load average around the run.
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
+
+from report import environment, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -161,16 +161,11 @@ def main(argv=None):
         "warmup_updates": args.warmup,
         "timed_updates": args.updates,
         "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        **environment(),
         "load_average_before": load_before,
         "results": results,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2)
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

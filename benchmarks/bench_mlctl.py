@@ -32,7 +32,6 @@ just before the first update (activations, gradients, optimizer state); on CUDA,
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -41,6 +40,8 @@ import sys
 import time
 
 import torch
+
+from report import environment, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -198,17 +199,13 @@ def main(argv=None):
         "timed_updates": args.updates,
         "device": args.device,
         "torch_threads": args.threads,
-        "cpu_count": os.cpu_count(),
+        **environment(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
         "results": results,
         "ratios": ratios,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2)
+    write_report(args.out, report)
     print(json.dumps(ratios, indent=2))
     print(f"wrote {args.out}")
 

@@ -57,6 +57,18 @@ def test_cz_nce_keeps_a_gradient_where_half_precision_infonce_saturates():
     assert anchor.grad.abs().sum() > 0 and torch.isfinite(anchor.grad).all()
 
 
+def test_cosine_logits_stay_fp32_under_autocast():
+    # under --amp autocast would redo the product in half precision; a logit near 1/0.05 = 20
+    # then carries bf16's ~0.1 error, as large as the gap between a good and a bad negative
+    generator = torch.Generator().manual_seed(0)
+    queries, keys = torch.randn(16, 64, generator=generator), torch.randn(16, 64, generator=generator)
+    reference = cosine_logits(queries.double(), keys.double(), 0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = cosine_logits(queries, keys, 0.05)
+    assert logits.dtype == torch.float32
+    assert (logits.double() - reference).abs().max() < 1e-4
+
+
 def test_gather_without_process_group_is_identity():
     local = torch.randn(3, 4)
     rows, offset = gather_across_ranks(local)

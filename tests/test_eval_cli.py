@@ -47,12 +47,22 @@ def test_sentence_pair_xnli_with_two_seeds(tiny_pretrained, shared_data, tmp_pat
     assert "avg" in table and "| de" in table.replace("|de", "| de")
 
 
-def test_pawsx_reads_quoted_fields(tiny_pretrained, shared_data, tmp_path):
-    assert xsl_eval(["sentence-pair", "--checkpoint", str(tiny_pretrained),
+def test_pawsx_reads_quoted_fields_and_holds_out_parallel_items(tiny_pretrained, shared_data, tmp_path):
+    # items 1..10 of every language are evaluated only; English trains on the items after them
+    assert xsl_eval(["sentence-pair", "--checkpoint", str(tiny_pretrained), "--held-out-items", "10",
                      "--eval-dir", str(shared_data / "pawsx"), "--languages", "en,ja",
                      *map(str, tiny_finetuning(tmp_path, shared_data / "pawsx" / "dev-en.tsv"))]) == 0
     results, _ = read_results(tmp_path)
     assert set(results["languages"]) == {"en", "ja"}
+    assert results["languages"]["en"]["examples"] == results["languages"]["ja"]["examples"] == 10
+
+
+def test_held_out_items_must_leave_training_items(tiny_pretrained, shared_data, tmp_path, capsys):
+    train = shared_data / "xnli" / "dev-en.tsv"
+    assert xsl_eval(["sentence-pair", "--checkpoint", str(tiny_pretrained), "--held-out-items", "2490",
+                     "--eval-dir", str(shared_data / "xnli"), "--languages", "de",
+                     *map(str, tiny_finetuning(tmp_path, train))]) != 0
+    assert f"{train}: --held-out-items 2490 leaves none of its 2490 items for training" in capsys.readouterr().err
 
 
 def test_qa_mlqa(tiny_pretrained, shared_data, tmp_path):

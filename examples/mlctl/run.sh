@@ -32,6 +32,7 @@ EVAL_EXAMPLES=${EVAL_EXAMPLES:-200} # FLORES devtest sentences per language (101
 # (EVAL_LANGUAGES= for all 16)
 EVAL_LANGUAGES=${EVAL_LANGUAGES-ara,deu,fra,rus,spa,zho_simpl,hin,jpn,swh,tur}
 XNLI=${XNLI:-0}                     # 1: also zero-shot XNLI dev for every checkpoint (slow on CPU)
+XNLI_EPOCHS=${XNLI_EPOCHS:-2}
 SEED=${SEED:-1}
 TINY_CHECKPOINT=${TINY_CHECKPOINT:-work/demo/checkpoints/mlm/checkpoint_last.pt}
 TINY_DATA_BIN=${TINY_DATA_BIN:-work/demo/data-bin}
@@ -140,12 +141,15 @@ stage_retrieval() {  # name, checkpoint, representation
 }
 
 stage_xnli() {  # name, checkpoint
-  local name=$1 checkpoint=$2 others
-  others=$(ls "$DATA"/xnli/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | grep -vx en | paste -sd, -)
+  local name=$1 checkpoint=$2 languages
+  languages=$(ls "$DATA"/xnli/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | paste -sd, -)
   [ -f "$RUN/eval/xnli-$name/results.json" ] && return
+  # the demo's protocol: items 1..500 of every language held out (XNLI dev files are
+  # translations of each other), English items after them fine-tuned on
   xsl-eval sentence-pair --checkpoint "$checkpoint" --dict "$VOCAB_DIR/dict.txt" --spm "$SPM_FILE" \
-    --train "$DATA/xnli/dev-en.tsv" --eval-dir "$DATA/xnli" --split dev --languages "$others" \
-    --epochs 3 --batch-size 32 --seeds "$SEED" "${XNLI_ARGS[@]}" --out "$RUN/eval/xnli-$name"
+    --train "$DATA/xnli/dev-en.tsv" --eval-dir "$DATA/xnli" --split dev --languages "$languages" \
+    --held-out-items 500 --epochs "$XNLI_EPOCHS" --batch-size 32 --seeds "$SEED" "${XNLI_ARGS[@]}" \
+    --out "$RUN/eval/xnli-$name"
 }
 
 stage_summary() {

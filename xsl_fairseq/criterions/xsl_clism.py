@@ -50,11 +50,12 @@ from fairseq.logging import metrics
 
 from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
 from ..modules.mlm_loss import masked_lm_loss_from_features
-from ..modules.pooling import masked_mean, segment_mask
+from ..modules.pooling import masked_mean, segment_mask, stack_token_batches
 
 logger = logging.getLogger(__name__)
 
 POINTER_DOMAINS = ("all", "target")
+SOURCE_PASS_BATCHING = ("auto", "separate", "joint")
 # (anchor, candidate) of the three terms of Eq. 8, as indices into (r^s, r̂^s, r^t)
 SOURCE, MASKED_SOURCE, TARGET = 0, 1, 2
 CACR_TERMS = ((TARGET, MASKED_SOURCE), (SOURCE, MASKED_SOURCE), (TARGET, SOURCE))
@@ -70,6 +71,11 @@ class XslClismCriterionConfig(FairseqDataclass):
     cacr_temperature: float = field(
         default=0.05, metadata={"help": "τ of cos/τ; the paper's '20' read as a scale (1/20); 20 = literal"})
     cacr_symmetric: bool = field(default=False, metadata={"help": "average L(a, b) and L(b, a) per term"})
+    source_pass_batching: ChoiceEnum(SOURCE_PASS_BATCHING) = field(
+        default="auto", metadata={"help": "separate: the unmasked source in its own encoder call (no padding; "
+                                          "fastest where cost follows tokens, as on CPU); joint: stacked with X "
+                                          "in one call (padded to X's width; one set of kernel launches, faster "
+                                          "on a GPU for small models); auto: joint on CUDA, else separate"})
 
 
 class CacrResult(NamedTuple):
@@ -133,10 +139,25 @@ class XslClismCriterion(FairseqCriterion):
         return [masked_mean(features, segment_mask(tokens, s, self.eos, self.padding_idx, self.bos)).float()
                 for s in segments]
 
+    def encode(self, model, sample):
+        """Final-layer features of X, and of the unmasked source when CACR needs them (else None)."""
+        if self.cfg.cacr_weight <= 0:
+            return model(**sample["net_input"], features_only=True)[0], None
+        tokens = sample["net_input"]["src_tokens"]
+        source_tokens = sample["source_net_input"]["src_tokens"]
+        joint = self.cfg.source_pass_batching == "joint" or (
+            self.cfg.source_pass_batching == "auto" and tokens.device.type == "cuda")
+        if not joint:
+            return (model(**sample["net_input"], features_only=True)[0],
+                    model(**sample["source_net_input"], features_only=True)[0])
+        stacked, (x_rows, source_rows) = stack_token_batches([tokens, source_tokens], self.padding_idx)
+        features = model(stacked, features_only=True)[0]
+        return features[x_rows, : tokens.size(1)], features[source_rows, : source_tokens.size(1)]
+
     def forward(self, model, sample, reduce=True):
         tokens = sample["net_input"]["src_tokens"]
         pairs = tokens.size(0)
-        features = model(**sample["net_input"], features_only=True)[0]
+        features, source_features = self.encode(model, sample)
         zero = features.new_zeros((), dtype=torch.float32)
 
         que = sample["que"]
@@ -149,9 +170,7 @@ class XslClismCriterion(FairseqCriterion):
 
         if self.cfg.cacr_weight > 0:
             masked_source, target = self.segment_means(features, tokens, (0, 1))
-            source_tokens = sample["source_net_input"]["src_tokens"]
-            source_features = model(**sample["source_net_input"], features_only=True)[0]
-            (source,) = self.segment_means(source_features, source_tokens, (0,))
+            (source,) = self.segment_means(source_features, sample["source_net_input"]["src_tokens"], (0,))
             cacr = cacr_loss(source, masked_source, target, self.cfg.cacr_temperature, self.cfg.cacr_symmetric,
                              share_negatives=not sample.get("exclude_from_negatives", False))
             cacr_sum, cacr_correct, cacr_anchors = cacr.loss.sum(), cacr.correct, cacr.anchors

@@ -2,7 +2,9 @@
 
 For a batch of n word-positioned samples (x_i, y_i) (task ``xsl_mlctl``):
 
-* each side is encoded once; its vector is the MLP (:class:`MlctlProjectionHead`, a task
+* x, y and their masked copies (when MLM is on) go through the encoder in one call, stacked
+  (one set of kernel launches instead of three, which a GPU running a small model feels;
+  the same arithmetic on CPU); each side's vector is the MLP (:class:`MlctlProjectionHead`, a task
   head of the model) over the avg-first-last sentence vector, the word vector, or both
   concatenated (``--levels sentence|word|both``; ML-CTL = ``both``);
 * logits are cosine / ``--contrastive-temperature`` (0.07, the official code's value), in fp32;
@@ -44,7 +46,8 @@ from fairseq.logging import metrics
 
 from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
 from ..modules.mlctl import MLCTL_HEAD, MLCTL_LEVELS, level_vectors, projection_input_dim
-from ..modules.mlm_loss import masked_lm_loss
+from ..modules.mlm_loss import masked_lm_loss_from_features
+from ..modules.pooling import stack_token_batches
 
 
 @dataclass
@@ -81,21 +84,32 @@ class XslMlctlCriterion(FairseqCriterion):
             raise ValueError(f"the task built the ML-CTL head for levels={task_levels!r} but the criterion "
                              f"contrasts levels={self.levels!r}")
 
-    def _side_vectors(self, model, sample):
-        """MLP outputs of the x rows then the y rows (2n x d), from one encoder pass."""
-        x, y = sample["x"]["src_tokens"], sample["y"]["src_tokens"]
-        width = max(x.size(1), y.size(1))
-        tokens = torch.cat([F.pad(x, (0, width - x.size(1)), value=self.padding_idx),
-                            F.pad(y, (0, width - y.size(1)), value=self.padding_idx)])
+    def _encode(self, model, sample):
+        """One encoder call over x, y and (with MLM) their masked copies, stacked.
+
+        Returns the ML-CTL head's vectors of the x rows then the y rows (2n x d), and the
+        final-layer features and targets of the masked x and masked y rows (or None).
+        """
+        sides = [sample["x"]["src_tokens"], sample["y"]["src_tokens"]]
+        if self.mlm_weight > 0:
+            if "x_mlm" not in sample:
+                raise ValueError("--mlm-weight > 0 needs masked inputs: set the task's --mask-prob > 0")
+            sides += [sample[side]["net_input"]["src_tokens"] for side in ("x_mlm", "y_mlm")]
+        tokens, rows = stack_token_batches(sides, self.padding_idx)
+        features, extra = model(tokens, features_only=True, return_all_hiddens=True)
+        contrastive_rows = slice(0, rows[1].stop)
+        hidden_states = [state.transpose(0, 1)[contrastive_rows] for state in extra["inner_states"]]
         spans = torch.cat([sample["x_span"], sample["y_span"]])
-        _, extra = model(tokens, features_only=True, return_all_hiddens=True)
-        hidden_states = [state.transpose(0, 1) for state in extra["inner_states"]]
-        pooled = level_vectors(hidden_states, tokens, spans, self.levels, self.padding_idx)
+        pooled = level_vectors(hidden_states, tokens[contrastive_rows], spans, self.levels, self.padding_idx)
         head = model.task_heads[MLCTL_HEAD]
         if head.input_dim != pooled.size(-1):
             raise ValueError(f"ML-CTL head takes width {head.input_dim}, levels={self.levels!r} gives "
                              f"{pooled.size(-1)} (expected {projection_input_dim(self.levels, hidden_states[-1].size(-1))})")
-        return head(pooled)
+        masked = None
+        if self.mlm_weight > 0:
+            masked = [(features[row, : side.size(1)], sample[name]["target"])
+                      for row, side, name in zip(rows[2:], sides[2:], ("x_mlm", "y_mlm"))]
+        return head(pooled), masked
 
     def contrastive_terms(self, x_vectors, y_vectors, pair_id):
         """Per-anchor losses, hits and positive cosines of the local anchors against the global batch."""
@@ -127,7 +141,7 @@ class XslMlctlCriterion(FairseqCriterion):
         return loss, hits & has_negative, positive_cos.masked_fill(~has_negative, 0.0), has_negative
 
     def forward(self, model, sample, reduce=True):
-        vectors = self._side_vectors(model, sample)
+        vectors, masked_sides = self._encode(model, sample)
         n = sample["x"]["src_tokens"].size(0)
         losses, hits, positive_cos, valid = self.contrastive_terms(vectors[:n], vectors[n:], sample["pair_id"])
         anchors = valid.sum()
@@ -138,15 +152,12 @@ class XslMlctlCriterion(FairseqCriterion):
         mlm_mean = torch.zeros((), dtype=torch.float32, device=vectors.device)
         mlm_tokens = torch.zeros((), dtype=torch.long, device=vectors.device)
         mlm_correct = torch.zeros((), dtype=torch.long, device=vectors.device)
-        if self.mlm_weight > 0:
-            if "x_mlm" not in sample:
-                raise ValueError("--mlm-weight > 0 needs masked inputs: set the task's --mask-prob > 0")
-            for side in ("x_mlm", "y_mlm"):
-                mlm = masked_lm_loss(model, sample[side]["net_input"], sample[side]["target"], self.padding_idx)
-                mlm_loss_sum = mlm_loss_sum + mlm.loss.float()
-                mlm_mean = mlm_mean + 0.5 * mlm.loss.float() / mlm.num_predicted.clamp(min=1)
-                mlm_tokens = mlm_tokens + mlm.num_predicted
-                mlm_correct = mlm_correct + mlm.num_correct
+        for features, target in masked_sides or ():
+            mlm = masked_lm_loss_from_features(model, features, target, self.padding_idx)
+            mlm_loss_sum = mlm_loss_sum + mlm.loss.float()
+            mlm_mean = mlm_mean + 0.5 * mlm.loss.float() / mlm.num_predicted.clamp(min=1)
+            mlm_tokens = mlm_tokens + mlm.num_predicted
+            mlm_correct = mlm_correct + mlm.num_correct
         loss = contrastive + self.mlm_weight * anchors.float() * mlm_mean
 
         logging_output = {

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = common(commands.add_parser("sentence-pair", help="XNLI / PAWS-X (XTREME tsv): accuracy"))
+    p.add_argument("--held-out-items", type=int, default=0, metavar="N",
+                   help="XNLI / PAWS-X files are translations of each other line by line: evaluate every "
+                        "language (English too) on items 1..N only and fine-tune on the English items after "
+                        "them, so that no evaluated item is a translation of a training item")
 
     p = common(commands.add_parser("qa", help="MLQA / XQuAD (SQuAD json): F1 / EM"))
     p.add_argument("--doc-stride", type=int, default=128)

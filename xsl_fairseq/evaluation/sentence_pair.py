@@ -73,7 +73,12 @@ class SentencePairEvaluation:
     def prepare(self) -> Dict[str, int]:
         """Write the English training split and one test split per language."""
         args = self.args
-        train = read_sentence_pair_tsv(args.train)[: args.max_train_examples]
+        held_out = getattr(args, "held_out_items", 0)
+        train = read_sentence_pair_tsv(args.train)
+        if held_out and held_out >= len(train):
+            raise InputError(f"{args.train}: --held-out-items {held_out} leaves none of its {len(train)} "
+                             f"items for training")
+        train = train[held_out:][: args.max_train_examples]
         self.label_names = sorted({ex.label for ex in train})
         os.makedirs(os.path.join(self.data_dir, "input0"), exist_ok=True)
         os.makedirs(os.path.join(self.data_dir, "label"), exist_ok=True)
@@ -85,7 +90,7 @@ class SentencePairEvaluation:
         self.num_train = self._write_split("train", train, label_index, args.train)
         counts = {}
         for lang, path in self.language_files().items():
-            examples = read_sentence_pair_tsv(path)[: args.max_eval_examples]
+            examples = read_sentence_pair_tsv(path)[: held_out or None][: args.max_eval_examples]
             counts[lang] = self._write_split(f"test_{lang}", examples, label_index, str(path))
         return counts
 

@@ -67,8 +67,13 @@ def gather_across_ranks(local: torch.Tensor, group=None) -> Tuple[torch.Tensor, 
 
 
 def cosine_logits(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:
-    """cos(q_i, k_j) / temperature for every pair, in fp32 (n_q x n_k)."""
-    return F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).t() / temperature
+    """cos(q_i, k_j) / temperature for every pair, in fp32 (n_q x n_k).
+
+    Autocast is switched off here: under ``--amp`` it would run the product in half
+    precision again, and a logit of 20 carries only about 0.01 (fp16) or 0.1 (bf16) there.
+    """
+    with torch.autocast(device_type=queries.device.type, enabled=False):
+        return F.normalize(queries.float(), dim=-1) @ F.normalize(keys.float(), dim=-1).t() / temperature
 
 
 def contrastive_loss(

@@ -1,7 +1,9 @@
-"""Pooling of token states into sentence (or span) vectors."""
-from typing import List
+"""Pooling of token states into sentence (or span) vectors, and the stacking of inputs
+that share one encoder call."""
+from typing import List, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def encoder_hidden_states(model, src_tokens: torch.Tensor, **kwargs) -> List[torch.Tensor]:
@@ -77,3 +79,21 @@ def avg_first_last_span(hidden_states: List[torch.Tensor], tokens: torch.Tensor,
     """:func:`avg_first_last` over each row's inclusive token span ``spans`` (B x 2): ML-CTL's
     word vector."""
     return avg_first_last(hidden_states, span_mask(tokens, spans))
+
+
+def stack_token_batches(batches: List[torch.Tensor], padding_idx: int) -> Tuple[torch.Tensor, List[slice]]:
+    """Right-pad token batches (B_i x T_i) to a common width and stack them, so that one
+    encoder call serves several inputs; returns the stacked tokens and each batch's rows.
+
+    Right padding leaves every row's states unchanged (fairseq's positions and attention
+    masks follow the non-pad tokens). One call launches one set of kernels instead of
+    several, which matters on a GPU for small models; the cost is the padding of the
+    narrower batches.
+    """
+    width = max(batch.size(1) for batch in batches)
+    rows, start = [], 0
+    for batch in batches:
+        rows.append(slice(start, start + batch.size(0)))
+        start += batch.size(0)
+    tokens = torch.cat([F.pad(batch, (0, width - batch.size(1)), value=padding_idx) for batch in batches])
+    return tokens, rows

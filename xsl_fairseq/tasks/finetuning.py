@@ -23,25 +23,22 @@ def load_task_dictionary(cfg):
     return load_dictionary(os.path.join(cfg.data, "dict.txt"), parse_symbol_list(cfg.extra_special_symbols))
 
 
-class FeatureFinetuningTask(FairseqTask):
-    """Base of the tasks that read pre-tokenised feature files beside ``dict.txt`` and
-    put a head on ``XslRobertaModel`` (span QA, token labelling)."""
+class XslDictionaryTask(FairseqTask):
+    """Base of this plugin's tasks that read one dictionary (source = target) and put a
+    named head on ``XslRobertaModel``."""
 
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
 
-    def attach_head(self, model, head):
+    def attach_head(self, model, name: str, head):
         if not hasattr(model, "register_task_head"):
             raise ValueError(
                 f"task {self.cfg._name} needs an xsl_roberta architecture (e.g. --arch xsl_roberta_base), "
                 f"got {type(model).__name__}"
             )
-        model.register_task_head(self.cfg.head_name, head)
+        model.register_task_head(name, head)
         return model
-
-    def max_positions(self):
-        return None  # features are cut to the model's limit when they are written
 
     @property
     def source_dictionary(self):
@@ -50,6 +47,17 @@ class FeatureFinetuningTask(FairseqTask):
     @property
     def target_dictionary(self):
         return self.dictionary
+
+
+class FeatureFinetuningTask(XslDictionaryTask):
+    """Base of the tasks that read pre-tokenised feature files beside ``dict.txt`` and
+    put the head ``--head-name`` on ``XslRobertaModel`` (span QA, token labelling)."""
+
+    def attach_head(self, model, head):
+        return super().attach_head(model, self.cfg.head_name, head)
+
+    def max_positions(self):
+        return None  # features are cut to the model's limit when they are written
 
 
 def token_input_dataset(cfg, split, dictionary, targets: dict, shuffle: bool):

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.clism_dataset import SOURCE_PASSES, ClismPairDataset
 from ..data.dictionary import QUE_SYMBOL, load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
 from ..modules.heads import QUERY_POINTER_HEAD, QueryPointerHead
+from .finetuning import XslDictionaryTask
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,11 @@ class XslClismConfig(FairseqDataclass):
 
 
 @register_task("xsl_clism", dataclass=XslClismConfig)
-class XslClismTask(FairseqTask):
+class XslClismTask(XslDictionaryTask):
     cfg: XslClismConfig
 
     def __init__(self, cfg: XslClismConfig, dictionary, que_idx: int):
-        super().__init__(cfg)
-        self.dictionary = dictionary
+        super().__init__(cfg, dictionary)
         self.que_idx = que_idx
 
     @classmethod
@@ -117,10 +117,7 @@ class XslClismTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if not hasattr(model, "register_task_head"):
-            raise ValueError(f"xsl_clism needs an xsl_roberta architecture, got {type(model).__name__}")
-        model.register_task_head(self.cfg.pointer_head_name, QueryPointerHead(model.args.encoder_embed_dim))
-        return model
+        return self.attach_head(model, self.cfg.pointer_head_name, QueryPointerHead(model.args.encoder_embed_dim))
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if ignore_grad:
@@ -131,11 +128,3 @@ class XslClismTask(FairseqTask):
 
     def max_positions(self):
         return self.cfg.max_source_tokens + self.cfg.max_target_tokens
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary

@@ -38,12 +38,12 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 from fairseq.data.mask_tokens_dataset import MaskTokensDataset
 from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.features import load_sequences
 from ..modules.mlctl import MLCTL_HEAD, MlctlProjectionHead, projection_input_dim
-from .finetuning import load_task_dictionary
+from .finetuning import XslDictionaryTask, load_task_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +198,8 @@ class XslMlctlConfig(FairseqDataclass):
 
 
 @register_task("xsl_mlctl", dataclass=XslMlctlConfig)
-class XslMlctlTask(FairseqTask):
+class XslMlctlTask(XslDictionaryTask):
     cfg: XslMlctlConfig
-
-    def __init__(self, cfg: XslMlctlConfig, dictionary):
-        super().__init__(cfg)
-        self.dictionary = dictionary
 
     @classmethod
     def setup_task(cls, cfg: XslMlctlConfig, **kwargs):
@@ -234,20 +230,8 @@ class XslMlctlTask(FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if not hasattr(model, "register_task_head"):
-            raise ValueError(f"task xsl_mlctl needs an xsl_roberta architecture (e.g. --arch xsl_roberta_base), "
-                             f"got {type(model).__name__}")
         width = projection_input_dim(self.cfg.levels, model.args.encoder_embed_dim)
-        model.register_task_head(MLCTL_HEAD, MlctlProjectionHead(width))
-        return model
+        return self.attach_head(model, MLCTL_HEAD, MlctlProjectionHead(width))
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
-
-    @property
-    def source_dictionary(self):
-        return self.dictionary
-
-    @property
-    def target_dictionary(self):
-        return self.dictionary
