@@ -23,11 +23,12 @@ if [ "$QUICK" = 1 ]; then
 else
   MAX_PAIRS=${MAX_PAIRS:-1000}        # sentence pairs read per corpus
   UPDATES=${UPDATES:-150}             # continued-pretraining updates, equal for both objectives
-  QA_TRAIN=${QA_TRAIN:-400}           # English MLQA questions for full-data fine-tuning (of 1148)
-  QA_EVAL=${QA_EVAL:-200}             # questions per evaluated language
+  QA_TRAIN=${QA_TRAIN:-200}           # English MLQA questions for full-data fine-tuning (of 1148)
+  QA_EVAL=${QA_EVAL:-100}             # questions per evaluated language
   FEW_SHOT=${FEW_SHOT:-256}           # k of the few-shot setting (paper: 64..1024)
   FEW_SHOT_SEEDS=${FEW_SHOT_SEEDS:-1,2,3}
   QA_EPOCHS=${QA_EPOCHS:-2}
+  FEW_SHOT_EPOCHS=${FEW_SHOT_EPOCHS:-1}
 fi
 BATCH=${BATCH:-16}                    # sentence pairs per pretraining update
 FEW_SHOT_EPOCHS=${FEW_SHOT_EPOCHS:-$QA_EPOCHS}

@@ -92,7 +92,7 @@ stage_start_model() {
     SPM_FILE=$VOCAB_DIR/sentencepiece.bpe.model
     # e5: frozen word embeddings (most of its parameters) keep CPU updates affordable.
     MODEL_ARGS=(--arch xsl_e5_small --freeze-embeddings --dropout 0.1 --attention-dropout 0.1)
-    XNLI_ARGS=(--lr 3e-5 --fairseq-args "--freeze-embeddings")
+    XNLI_ARGS=(--lr 3e-5 "--fairseq-args=--freeze-embeddings")  # "=": the value starts with --
   elif [ "$START" = tiny ]; then
     if [ ! -f "$TINY_CHECKPOINT" ]; then
       echo "mlctl: $TINY_CHECKPOINT not found; run 'make demo' first (or set TINY_CHECKPOINT)" >&2
