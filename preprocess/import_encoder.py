@@ -647,21 +647,33 @@ def import_huggingface(srcdir: str, destdir: str, seed: int = 1) -> ImportReport
 
 
 # ------------------------------------------------------------------------ fairseq
+def encoder_dir_files(srcdir: str, hint: str) -> Dict[str, str]:
+    """Paths of ``model.pt``, ``dict.txt`` and the sentencepiece model in ``srcdir``; each must exist."""
+    paths = {name: os.path.join(srcdir, name) for name in (MODEL_FILE, DICT_FILE, SPM_FILE)}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: not found ({hint})")
+    return paths
+
+
+def load_fairseq_checkpoint(path: str, required: Tuple[str, ...] = ("model",)) -> dict:
+    """A fairseq checkpoint (full pickle: it holds the cfg) with the ``required`` entries."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for corrupt pickles
+        raise InputError(f"{path}: cannot read the checkpoint ({err})") from err
+    missing = [key for key in required if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise InputError(f"{path}: not a fairseq checkpoint (no {', '.join(map(repr, missing))} entry)")
+    return state
+
+
 def import_fairseq(srcdir: str, destdir: str, seed: int = 1) -> ImportReport:
     """An official fairseq XLM-R/RoBERTa directory, checked and re-saved -> ``destdir``."""
     from fairseq.data import Dictionary
 
-    paths = {name: os.path.join(srcdir, name) for name in (MODEL_FILE, DICT_FILE, SPM_FILE)}
-    for path in paths.values():
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: not found (a fairseq encoder directory has "
-                             f"{MODEL_FILE}, {DICT_FILE} and {SPM_FILE})")
-    try:
-        state = torch.load(paths[MODEL_FILE], map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for corrupt pickles
-        raise InputError(f"{paths[MODEL_FILE]}: cannot read the checkpoint ({err})") from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise InputError(f"{paths[MODEL_FILE]}: not a fairseq checkpoint (no 'model' entry)")
+    paths = encoder_dir_files(srcdir, f"a fairseq encoder directory has {MODEL_FILE}, {DICT_FILE} and {SPM_FILE}")
+    state = load_fairseq_checkpoint(paths[MODEL_FILE])
     weights = {k: v for k, v in state["model"].items() if k.startswith("encoder.")
                and not k.endswith(".version")}
     if not weights:  # pre-0.9 RoBERTa checkpoints name the encoder "decoder"

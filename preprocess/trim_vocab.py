@@ -34,7 +34,8 @@ import torch
 
 from . import InputError
 from .import_encoder import (
-    DICT_FILE, FAIRSEQ_SPECIALS, MASK_SYMBOL, MODEL_FILE, SPM_FILE, SPM_SPECIALS, write_dict,
+    DICT_FILE, FAIRSEQ_SPECIALS, MASK_SYMBOL, MODEL_FILE, SPM_FILE, SPM_SPECIALS, encoder_dir_files,
+    load_fairseq_checkpoint, write_dict,
 )
 from .text import iter_lines
 
@@ -75,19 +76,11 @@ def count_state_parameters(state_dict: Dict[str, torch.Tensor]) -> int:
 
 
 def _load_encoder_dir(srcdir: str):
-    paths = {name: os.path.join(srcdir, name) for name in (MODEL_FILE, DICT_FILE, SPM_FILE)}
-    for path in paths.values():
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: not found (run xsl-prep import-encoder first)")
+    paths = encoder_dir_files(srcdir, "run xsl-prep import-encoder first")
     import sentencepiece as spm
     from fairseq.data import Dictionary
 
-    try:
-        state = torch.load(paths[MODEL_FILE], map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for corrupt pickles
-        raise InputError(f"{paths[MODEL_FILE]}: cannot read the checkpoint ({err})") from err
-    if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
-        raise InputError(f"{paths[MODEL_FILE]}: not a fairseq checkpoint with cfg and model")
+    state = load_fairseq_checkpoint(paths[MODEL_FILE], required=("model", "cfg"))
     dictionary = Dictionary.load(paths[DICT_FILE])
     dictionary.add_symbol(MASK_SYMBOL)
     extra_symbols = _extra_symbols(state["cfg"])

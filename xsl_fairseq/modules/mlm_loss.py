@@ -12,32 +12,22 @@ class MaskedLMLoss(NamedTuple):
 
 
 def masked_lm_loss(model, net_input: dict, target, padding_idx) -> MaskedLMLoss:
-    """Run ``model`` on ``net_input`` (``src_tokens`` and friends) and score the non-pad positions of ``target``.
-
-    Only masked positions go through the output projection (the vocabulary-sized
-    matmul dominates MLM cost). When nothing is masked (possible for very short
-    inputs), the loss is an exact zero that still depends on the parameters, so
-    DDP's gradient all-reduce sees every parameter on every rank.
-    """
-    masked_tokens = target.ne(padding_idx)
-    num_predicted = masked_tokens.sum()
-    if not masked_tokens.any():
-        logits = model(**net_input)[0]
-        zero = logits.sum() * 0.0
-        return MaskedLMLoss(zero, num_predicted, num_predicted.clone())
-    logits = model(**net_input, masked_tokens=masked_tokens)[0]
-    targets = target[masked_tokens]
-    loss = fairseq_modules.cross_entropy(
-        logits.view(-1, logits.size(-1)), targets.view(-1), reduction="sum"
-    )
-    num_correct = (logits.argmax(dim=-1) == targets).sum()
-    return MaskedLMLoss(loss, num_predicted, num_correct)
+    """Run ``model`` on ``net_input`` (``src_tokens`` and friends) and score the non-pad positions of ``target``
+    (see :func:`masked_lm_loss_from_features`)."""
+    features = model(**net_input, features_only=True)[0]
+    return masked_lm_loss_from_features(model, features, target, padding_idx)
 
 
 def masked_lm_loss_from_features(model, features: torch.Tensor, target, padding_idx) -> MaskedLMLoss:
-    """:func:`masked_lm_loss` on encoder ``features`` (B x T x C) already computed, for
-    criterions that use the same forward pass for other terms too (CLISM's pointer and
-    pooled states): only the LM head runs here."""
+    """Cross entropy of the LM head at the non-pad positions of ``target``, on encoder
+    ``features`` (B x T x C) already computed (criterions that use the same pass for other
+    terms too, such as CLISM's pointer and pooled states, call this directly).
+
+    Only masked positions go through the output projection (the vocabulary-sized
+    matmul dominates MLM cost). When nothing is masked (possible for very short
+    inputs), the loss is an exact zero that still depends on the LM head, so DDP's
+    gradient all-reduce sees every parameter on every rank.
+    """
     masked_tokens = target.ne(padding_idx)
     num_predicted = masked_tokens.sum()
     if not masked_tokens.any():
