@@ -12,6 +12,7 @@ Layout written (see README)::
 import logging
 import os
 import random
+import shutil
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
@@ -157,4 +158,45 @@ def binarize_parallel(
     stats = {"train_pairs": len(train_src), "valid_pairs": len(valid_src),
              "dropped_over_max_tokens": dropped_long}
     logger.info("binarized %s-%s %s into %s", src_lang, tgt_lang, stats, destdir)
+    return stats
+
+
+def parse_language_inputs(inputs: List[str]) -> List[Tuple[str, List[str]]]:
+    """``["en=a.txt", "de=b.txt", "en=c.txt"]`` (or ``text.en``: the language is the last
+    suffix) -> ``[("de", ["b.txt"]), ("en", ["a.txt", "c.txt"])]``."""
+    by_language = {}
+    for spec in inputs:
+        if "=" in spec:
+            lang, path = spec.split("=", 1)
+        else:
+            path, lang = spec, os.path.splitext(spec)[1].lstrip(".")
+        if not lang or not lang.replace("_", "").replace("-", "").isalnum():
+            raise InputError(f"{spec}: cannot tell the language; write LANG=PATH (e.g. en={spec})")
+        by_language.setdefault(lang, []).append(path)
+    return sorted(by_language.items())
+
+
+def binarize_per_language(
+    inputs: List[str],
+    dict_path: str,
+    destdir: str,
+    spm_model: Optional[str] = None,
+    valid_lines: int = 0,
+    dedupe: bool = False,
+    max_lines_per_file: Optional[int] = None,
+    seed: int = 1,
+    workers: int = 1,
+) -> dict:
+    """One binarized directory per language, fairseq ``multilingual_masked_lm``'s layout
+    (``destdir/dict.txt``, ``destdir/<lang>/{dict.txt,train.*,valid.*}``) for ``xsl_meta_mlm``."""
+    _check_dict(dict_path)
+    groups = parse_language_inputs(inputs)
+    stats = {}
+    for lang, paths in groups:
+        stats[lang] = binarize_monolingual(
+            paths, dict_path, os.path.join(destdir, lang), spm_model=spm_model,
+            valid_lines=valid_lines, dedupe=dedupe, max_lines_per_file=max_lines_per_file,
+            seed=seed, workers=workers)
+    shutil.copyfile(dict_path, os.path.join(destdir, "dict.txt"))
+    logger.info("binarized %d languages into %s: %s", len(groups), destdir, stats)
     return stats

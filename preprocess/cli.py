@@ -28,8 +28,17 @@ def _spm_encode(args):
 
 
 def _binarize_mono(args):
-    from .binarize import binarize_monolingual
+    from .binarize import binarize_monolingual, binarize_per_language
 
+    if args.per_language:
+        if args.valid:
+            raise InputError("--per-language holds out --valid-lines per language; --valid is not supported")
+        binarize_per_language(
+            args.input, args.dict, args.destdir, spm_model=args.spm, valid_lines=args.valid_lines,
+            dedupe=args.dedupe, max_lines_per_file=args.max_lines_per_file, seed=args.seed,
+            workers=args.workers,
+        )
+        return
     binarize_monolingual(
         args.input, args.dict, args.destdir, spm_model=args.spm, valid_inputs=args.valid,
         valid_lines=args.valid_lines, dedupe=args.dedupe,
@@ -135,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid", nargs="+", default=None, help="validation text files")
     p.add_argument("--dedupe", action="store_true", help="drop repeated lines (counted)")
     p.add_argument("--max-lines-per-file", type=int, default=None)
+    p.add_argument("--per-language", action="store_true",
+                   help="one directory per language (DESTDIR/<lang>/, for --task xsl_meta_mlm); "
+                        "inputs as LANG=PATH or PATH ending in .LANG")
     add_binarize_common(p)
     p.set_defaults(func=_binarize_mono)
 
