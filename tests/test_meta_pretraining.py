@@ -246,3 +246,36 @@ def test_binarize_per_language_cli_errors(tmp_path, tiny_data_bin):
     proc = run_tool("xsl-prep", "binarize-mono", "--per-language", "--input", tmp_path / "notes",
                     "--dict", tiny_data_bin / "dict.txt", "--destdir", tmp_path / "out", check=False)
     assert proc.returncode == 2 and "cannot tell the language; write LANG=PATH" in proc.stderr
+
+
+# ------------------------------------------------------------------ xsl_roberta --trainable-parameters
+
+def test_trainable_parameters_freezes_all_but_the_lm_head(straight_run, meta_data_bin, tmp_path):
+    """Head warm-up as in the e5 recipe: after real updates, every frozen tensor is
+    bit-identical to the starting checkpoint and the LM head has moved."""
+    _, _, out = straight_run
+    start = out / "ckpt" / "checkpoint_last.pt"
+    proc = run_tool("fairseq-train", *meta_args(meta_data_bin, tmp_path / "warm", "--finetune-from-model", start,
+                                                "--trainable-parameters", r"^encoder\.lm_head\.",
+                                                max_update=3, phase1=0))
+    assert "training 5 tensors" in proc.stdout  # dense weight + bias, LayerNorm weight + bias, output bias
+    before = torch.load(start, weights_only=False)["model"]
+    after = torch.load(tmp_path / "warm" / "checkpoint_last.pt", weights_only=False)["model"]
+    head = [k for k in after if k.startswith("encoder.lm_head.") and k != "encoder.lm_head.weight"]
+    frozen = [k for k in after if k not in head]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert all(not torch.equal(before[k], after[k]) for k in head)
+    assert "encoder.sentence_encoder.embed_tokens.weight" in frozen
+
+
+def test_trainable_parameters_rejects_bad_patterns(meta_data_bin):
+    from fairseq import options
+    from xsl_fairseq.models.xsl_roberta import XslRobertaModel
+
+    task = setup_meta_task(meta_data_bin)
+    for pattern, message in (("(", "not a regular expression"), ("^nothing$", "matches no parameter")):
+        args = options.parse_args_and_arch(options.get_training_parser(), [
+            str(meta_data_bin), "--task", "xsl_meta_mlm", "--arch", "xsl_roberta_tiny",
+            "--trainable-parameters", pattern])
+        with pytest.raises(ValueError, match=message):
+            XslRobertaModel.build_model(args, task)

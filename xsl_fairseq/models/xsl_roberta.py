@@ -27,8 +27,15 @@ additions the cross-lingual objectives need:
   cosines by < 1e-6). ``--freeze-embeddings`` keeps the word embedding fixed; the
   LM head's output projection is the same tensor (tied), so it is frozen too, while
   the LM-head bias, dense layer and LayerNorm still train.
+* **Training a subset.** ``--trainable-parameters REGEX`` freezes every parameter whose
+  name (``model.named_parameters()``; task heads registered later included) does not match
+  ``REGEX`` (``re.search``); ``'^encoder\\.lm_head\\.'`` trains only the LM head, e.g. to warm
+  up an imported encoder's fresh MLM head before continued MLM. The tied output projection
+  is the word embedding (named ``encoder.sentence_encoder.embed_tokens.weight``), so it
+  follows that name, not ``lm_head``.
 """
 import logging
+import re
 from typing import List, Optional
 
 import torch
@@ -84,6 +91,7 @@ class XslRobertaModel(RobertaModel):
     def __init__(self, args, encoder):
         super().__init__(args, encoder)
         self.task_heads = nn.ModuleDict()
+        self.trainable_pattern = None  # --trainable-parameters, compiled in build_model
 
     @staticmethod
     def add_args(parser):
@@ -99,6 +107,11 @@ class XslRobertaModel(RobertaModel):
             "e5-small's parameters); with the tied LM head this also freezes the output "
             "projection weight (its bias still trains)",
         )
+        parser.add_argument(
+            "--trainable-parameters", type=str, metavar="REGEX", default=None,
+            help="train only the parameters whose name matches REGEX (re.search), freeze the "
+            "rest; e.g. '^encoder\\.lm_head\\.' warms up the MLM head alone",
+        )
 
     @classmethod
     def build_model(cls, args, task):
@@ -111,12 +124,35 @@ class XslRobertaModel(RobertaModel):
                     module.eps = eps
         if safe_getattr(args, "freeze_embeddings", False):
             model.encoder.sentence_encoder.embed_tokens.weight.requires_grad_(False)
+        pattern = safe_getattr(args, "trainable_parameters", None)
+        if pattern:
+            try:
+                model.trainable_pattern = re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"--trainable-parameters {pattern!r}: not a regular expression ({error})")
+            trained = model.apply_trainable_pattern()
+            if not trained:
+                raise ValueError(f"--trainable-parameters {pattern!r} matches no parameter of the model")
+            logger.info("--trainable-parameters %r: training %d tensors (%s), the rest frozen", pattern,
+                        len(trained), ", ".join(trained[:8]) + (" ..." if len(trained) > 8 else ""))
         return model
+
+    def apply_trainable_pattern(self, prefix: str = "") -> List[str]:
+        """Freeze the parameters (under ``prefix``) not matching ``--trainable-parameters``;
+        returns the names that stay trainable."""
+        trained = []
+        for name, param in self.named_parameters():
+            if name.startswith(prefix) and self.trainable_pattern is not None:
+                param.requires_grad_(param.requires_grad and bool(self.trainable_pattern.search(name)))
+                if param.requires_grad:
+                    trained.append(name)
+        return trained
 
     def register_task_head(self, name: str, head: nn.Module) -> nn.Module:
         """Attach ``head`` under ``task_heads.<name>`` unless one of that name exists."""
         if name not in self.task_heads:
             self.task_heads[name] = head
+            self.apply_trainable_pattern(prefix=f"task_heads.{name}.")
         return self.task_heads[name]
 
     def _reconcile_task_heads(self, state_dict, prefix):
