@@ -222,7 +222,7 @@ class XslMetaMLMTask(XslMaskedLMTask):
                         "(alpha %s) %s over training items %s", self.cfg.meta_phase1_language,
                         self.cfg.meta_phase1_updates, self.cfg.meta_ramp_updates,
                         self.cfg.multilang_sampling_alpha,
-                        {l: round(p, 4) for l, p in zip(self.languages, probs)},
+                        {l: round(float(p), 4) for l, p in zip(self.languages, probs)},
                         dict(zip(self.languages, sizes)))
         self.datasets[split] = dataset
 
