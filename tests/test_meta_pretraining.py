@@ -18,6 +18,7 @@ from xsl_fairseq.data.meta_schedule import MetaBatchPlan, MetaSchedule, smoothed
 
 PHASE1_UPDATES = 10
 MAX_UPDATE = 40
+RESTART_ARGS = ["--meta-reset-optimizer", "--meta-rewarmup-updates", 4]
 
 
 # ------------------------------------------------------------------ schedule math (no data)
@@ -109,7 +110,7 @@ def batch_language(record) -> str:
 def straight_run(meta_data_bin, tmp_path_factory):
     out = tmp_path_factory.mktemp("straight")
     proc = run_tool("fairseq-train", *meta_args(meta_data_bin, out / "ckpt", "--tensorboard-logdir",
-                                                out / "tb", "--meta-reset-optimizer"))
+                                                out / "tb", *RESTART_ARGS))
     return proc.stdout, train_logs(proc.stdout), out
 
 
@@ -121,6 +122,12 @@ def test_switch_happens_at_update_n_and_each_phase_loss_falls(straight_run):
     assert all(r["meta_phase"] == "2" and r["meta_mix"] == "1" for r in phase2)
     assert {batch_language(r) for r in phase2} == {"de", "en", "ru"}
     assert "optimizer state cleared at update 10" in stdout
+    # LR re-warm-up over the 4 updates after the switch (num_updates k = update k-1); the
+    # logged lr of record k is the scheduler's LR for the next update
+    scale = {int(r["num_updates"]): float(r["meta_lr_scale"]) for r in logs}
+    assert [scale[k] for k in (10, 11, 12, 13, 14, 15)] == [1.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    for k in (11, 12, 15):
+        assert math.isclose(float(logs[k - 1]["meta_lr"]), scale[k] * float(logs[k - 2]["lr"]), rel_tol=1e-3)
     # the logged phase-2 probabilities are the formula on the logged corpus sizes
     sizes = eval(re.search(r"over training items (\{.*\})", stdout).group(1))  # noqa: S307
     expected = smoothed_sampling_probs([sizes[k] for k in ("de", "en", "ru")], 0.3)
@@ -172,7 +179,7 @@ def kill_after_checkpoint(args, at_update: int):
 def test_sigkill_and_resume_reproduce_the_uninterrupted_run(straight_run, meta_data_bin, tmp_path, kill_at):
     _, straight, _ = straight_run
     args = meta_args(meta_data_bin, tmp_path / "ckpt", "--save-interval-updates", 7,
-                     "--keep-interval-updates", 1, "--meta-reset-optimizer")
+                     "--keep-interval-updates", 1, *RESTART_ARGS)
     kill_after_checkpoint(args, kill_at)
     proc = run_tool("fairseq-train", *args)
     start = int(re.search(r"\(epoch \d+ @ (\d+) updates\)", proc.stdout).group(1))

@@ -21,10 +21,13 @@ Validation subsets: ``valid`` (all languages) and ``valid_<lang>`` (one language
 
 The paper does not say whether the optimizer restarts between the phases; the note's
 recommendation (reset at the switch) is ``--meta-reset-optimizer`` (Adam moments and step
-counts cleared at update N, in the run). A task cannot restart the trainer's learning-rate
-schedule; the two-run form (``--finetune-from-model`` phase-1 checkpoint, or
-``--restore-file`` with ``--reset-optimizer --reset-lr-scheduler --reset-dataloader``)
-restarts both, see ``examples/meta_pretraining``.
+counts cleared at update N, in the run) and ``--meta-rewarmup-updates W`` (a linear LR
+warm-up over the W updates after the switch, applied as a factor on the LR that the
+trainer's scheduler set for the update: a task sees the optimizer, not the scheduler, so it
+cannot restart the schedule itself). A full restart of both, schedule included, is the
+two-run form (``--finetune-from-model`` phase-1 checkpoint, or ``--restore-file`` with
+``--reset-optimizer --reset-lr-scheduler --reset-dataloader``), see
+``examples/meta_pretraining``.
 
 The batch plan is a pure function of (seed, epoch, batch position) and the schedule (see
 :mod:`xsl_fairseq.data.meta_schedule`), so a resumed run reproduces the data order. The
@@ -93,6 +96,11 @@ class XslMetaMLMConfig(XslMaskedLMConfig):
         default=False,
         metadata={"help": "clear the optimizer state (Adam moments, step counts) at the first "
                   "phase-2 update"},
+    )
+    meta_rewarmup_updates: int = field(
+        default=0,
+        metadata={"help": "re-warm the learning rate after the switch: the scheduler's LR times "
+                  "min(1, (u - N + 1) / W) for W updates (0 = off)"},
     )
     max_update: int = II("optimization.max_update")
     update_freq: List[int] = II("optimization.update_freq")
@@ -169,6 +177,7 @@ class XslMetaMLMTask(XslMaskedLMTask):
         self.schedule = None  # built when the training data is loaded (needs corpus sizes)
         self._plan = None
         self._optimizer_reset_done = False
+        self._rewarmed_update = None
 
     @classmethod
     def load_dict(cls, cfg):
@@ -354,8 +363,21 @@ class XslMetaMLMTask(XslMaskedLMTask):
                         update_num)
         self._optimizer_reset_done = True
 
+    def _rewarmup_scale(self, optimizer, update_num: int) -> float:
+        """Scale the LR the scheduler set for this update (once per update: with
+        --update-freq the task sees each update several times)."""
+        n, w = self.cfg.meta_phase1_updates, self.cfg.meta_rewarmup_updates
+        if w <= 0 or n <= 0 or update_num < n:
+            return 1.0
+        scale = min(1.0, (update_num - n + 1) / w)
+        if scale < 1.0 and self._rewarmed_update != update_num:
+            optimizer.set_lr(optimizer.get_lr() * scale)
+            self._rewarmed_update = update_num
+        return scale
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         self._maybe_reset_optimizer(optimizer, update_num)
+        lr_scale = self._rewarmup_scale(optimizer, update_num)
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad)
         if self.schedule is not None:
@@ -363,6 +385,8 @@ class XslMetaMLMTask(XslMaskedLMTask):
             logging_output["meta_count"] = 1
             logging_output["meta_phase"] = self.schedule.phase(update_num)
             logging_output["meta_mix"] = float(self.schedule.mix(update_num))
+            logging_output["meta_lr_scale"] = lr_scale
+            logging_output["meta_lr"] = float(optimizer.get_lr())
             for lang, p in zip(self.languages, probs):
                 logging_output[f"meta_prob_{lang}"] = float(p)
             self._record_schedule_state(update_num)
@@ -373,7 +397,7 @@ class XslMetaMLMTask(XslMaskedLMTask):
         count = sum(log.get("meta_count", 0) for log in logging_outputs)
         if count <= 0:
             return
-        keys = ["meta_phase", "meta_mix"] + [f"meta_prob_{lang}" for lang in self.languages]
+        keys = ["meta_phase", "meta_mix", "meta_lr_scale", "meta_lr"] + [f"meta_prob_{lang}" for lang in self.languages]
         for key in keys:
             value = sum(log.get(key, 0) for log in logging_outputs) / count
-            metrics.log_scalar(key, value, count, round=4)
+            metrics.log_scalar(key, value, count, round=8 if key == "meta_lr" else 4)
