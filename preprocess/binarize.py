@@ -176,27 +176,15 @@ def parse_language_inputs(inputs: List[str]) -> List[Tuple[str, List[str]]]:
     return sorted(by_language.items())
 
 
-def binarize_per_language(
-    inputs: List[str],
-    dict_path: str,
-    destdir: str,
-    spm_model: Optional[str] = None,
-    valid_lines: int = 0,
-    dedupe: bool = False,
-    max_lines_per_file: Optional[int] = None,
-    seed: int = 1,
-    workers: int = 1,
-) -> dict:
+def binarize_per_language(inputs: List[str], dict_path: str, destdir: str, **options) -> dict:
     """One binarized directory per language, fairseq ``multilingual_masked_lm``'s layout
-    (``destdir/dict.txt``, ``destdir/<lang>/{dict.txt,train.*,valid.*}``) for ``xsl_meta_mlm``."""
+    (``destdir/dict.txt``, ``destdir/<lang>/{dict.txt,train.*,valid.*}``) for ``xsl_meta_mlm``.
+    ``options`` are :func:`binarize_monolingual`'s (``spm_model``, ``valid_lines``, ``dedupe``, ...),
+    applied to every language."""
     _check_dict(dict_path)
     groups = parse_language_inputs(inputs)
-    stats = {}
-    for lang, paths in groups:
-        stats[lang] = binarize_monolingual(
-            paths, dict_path, os.path.join(destdir, lang), spm_model=spm_model,
-            valid_lines=valid_lines, dedupe=dedupe, max_lines_per_file=max_lines_per_file,
-            seed=seed, workers=workers)
+    stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(destdir, lang), **options)
+             for lang, paths in groups}
     shutil.copyfile(dict_path, os.path.join(destdir, "dict.txt"))
     logger.info("binarized %d languages into %s: %s", len(groups), destdir, stats)
     return stats
