@@ -12,11 +12,11 @@ import torch
 import xsl_fairseq  # noqa: F401
 from conftest import run_tool
 from fairseq.data import Dictionary
-from xsl_fairseq.criterions.xsl_salt import (XslSaltConfig, XslSaltCriterion, build_augmented_input,
-                                             predict_substitutes, validate_salt_config)
+from xsl_fairseq.criterions.xsl_salt import XslSaltConfig, XslSaltCriterion, validate_salt_config
 from xsl_fairseq.data.features import write_sequences
 from xsl_fairseq.models.xsl_roberta import XslRobertaModel, xsl_roberta_tiny_architecture
 from xsl_fairseq.modules import salt
+from xsl_fairseq.modules.salt import build_augmented_input, predict_substitutes
 
 HEAD = "sentence_classification_head"
 
@@ -262,3 +262,50 @@ def test_fairseq_train_with_xsl_salt_loss_falls(tmp_path):
     for key in ("clean_loss", "augmented_loss", "consistency_kl", "code_switched_pct", "mixed_pct"):
         assert key in inner[0]
     assert 5 < float(inner[0]["code_switched_pct"]) < 30
+
+
+# ------------------------------------------------------------------ xsl-eval --salt, offline copies
+
+from test_eval_cli import read_results, tiny_finetuning, tiny_pretrained  # noqa: E402,F401  (shared fixture)
+from xsl_fairseq.evaluation.cli import main as xsl_eval  # noqa: E402
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_xsl_eval_sentence_pair_salt(tiny_pretrained, shared_data, tmp_path, mode):  # noqa: F811
+    assert xsl_eval(["sentence-pair", "--checkpoint", str(tiny_pretrained), "--eval-dir", str(shared_data / "xnli"),
+                     "--languages", "en,de", "--salt", mode,
+                     *map(str, tiny_finetuning(tmp_path, shared_data / "xnli" / "dev-en.tsv",
+                                               "--fairseq-args=--salt-topk 3 --salt-cs-prob 0.3"))]) == 0
+    results, _ = read_results(tmp_path)
+    assert results["config"]["arguments"]["salt"] == mode
+    assert set(results["languages"]) == {"de", "en"} and results["languages"]["de"]["examples"] == 24
+    if mode == "offline":
+        copy = results["config"]["salt_offline_copy"]
+        assert copy["examples"] == 48 and copy["cs_prob"] == 0.3 and copy["topk"] == 3
+        assert 0.15 < copy["code_switched_tokens"] / copy["augmentable_tokens"] < 0.45
+        # the copy keeps every special token and length, and changes the switched tokens
+        from xsl_fairseq.data.features import load_sequences
+        clean = load_sequences(str(tmp_path / "out" / "work" / "data" / "input0" / "train"))
+        augmented = load_sequences(str(tmp_path / "out" / "work" / "data_salt" / "input0" / "train"))
+        changed = 0
+        for i in range(len(clean)):
+            assert len(clean[i]) == len(augmented[i]) and clean[i][-1] == augmented[i][-1] == 2
+            changed += int((clean[i] != augmented[i]).sum())
+        assert changed > 0
+
+
+def test_salt_augment_cli_errors(tiny_pretrained, tmp_path, capsys):  # noqa: F811
+    from preprocess.cli import main as xsl_prep
+
+    def fails(data, checkpoint, message):
+        assert xsl_prep(["salt-augment", "--checkpoint", str(checkpoint), "--data", str(data),
+                         "--destdir", str(tmp_path / "out")]) == 2
+        assert message in capsys.readouterr().err
+
+    (tmp_path / "empty").mkdir()
+    fails(tmp_path / "empty", tiny_pretrained, "input0/train.idx: not found")
+    data = write_toy_pair_data(tmp_path / "pairs")
+    fails(data, tmp_path / "missing.pt", "checkpoint not found")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(tiny_pretrained.read_bytes()[:1000])
+    fails(data, truncated, "truncated.pt: not a readable fairseq checkpoint")

@@ -14,7 +14,9 @@ assumed design). Per training batch:
    excluded, are the substitutes. ``--salt-random-substitutes`` draws them uniformly instead
    (the ablation showing that the model's predictions matter). ``--salt-substitutes offline``
    reads a code-switched copy written once from the initial model (``xsl-prep salt-augment``,
-   task option ``--salt-augmented-data``); offline copies hold tokens, so mixup is online only.
+   task option ``--salt-augmented-data``); offline copies hold tokens, so mixup is online only,
+   and ``--salt-cs-prob/--salt-topk/--salt-cs-sampling/--salt-random-substitutes`` describe how the
+   copy was written (``xsl-eval --salt offline`` writes it with them).
 2. **Augmented input**: code-switched positions take one substitute (sampled from the
    top-k weights, or ``--salt-cs-sampling argmax``); mixed positions take
    ``λ E[x] + (1 - λ) Σ p̂_k E[w_k]`` (``--salt-mix-lambda``, or Beta(α, α) with
@@ -86,60 +88,14 @@ def validate_salt_config(cfg) -> None:
             f"{cfg.salt_cs_prob} + {cfg.salt_mix_prob}")
     if cfg.salt_substitutes == "online" and cfg.salt_cs_prob + cfg.salt_mix_prob == 0.0:
         bad("--salt-cs-prob and --salt-mix-prob are both 0: nothing to augment (use --criterion sentence_prediction)")
-    if cfg.salt_substitutes == "offline" and (cfg.salt_mix_prob > 0 or cfg.salt_random_substitutes):
-        bad("--salt-substitutes offline reads a code-switched copy; pass --salt-mix-prob 0, and draw random "
-            "substitutes when writing the copy (xsl-prep salt-augment --random-substitutes)")
+    if cfg.salt_substitutes == "offline" and cfg.salt_mix_prob > 0:
+        bad("--salt-substitutes offline reads a code-switched copy (tokens only, no mixup): pass --salt-mix-prob 0")
     if cfg.salt_topk < 1:
         bad(f"--salt-topk must be >= 1, got {cfg.salt_topk}")
     if cfg.salt_mix_alpha < 0:
         bad(f"--salt-mix-alpha must be >= 0, got {cfg.salt_mix_alpha}")
     if cfg.salt_consistency_weight < 0:
         bad(f"--salt-consistency-weight must be >= 0, got {cfg.salt_consistency_weight}")
-
-
-def predict_substitutes(model, tokens, positions, k, excluded_vocab, mask_idx, random=False, dropout=False):
-    """Top-k substitutes (or ``random`` ones) for ``positions`` (B x T bool) of ``tokens``:
-    the positions are masked together and predicted by ``model``'s MLM head in one forward
-    without gradient. Rows follow ``tokens[positions]`` (row-major)."""
-    original = tokens[positions]
-    if original.numel() == 0:
-        empty = original.new_zeros((0, k))
-        return salt.Substitutes(empty, empty.float())
-    if random:
-        return salt.random_substitutes(original, k, excluded_vocab)
-    was_training = model.training
-    model.train(dropout and was_training)
-    try:
-        with torch.no_grad():
-            masked = tokens.masked_fill(positions, mask_idx)
-            logits = model(masked, masked_tokens=positions)[0]  # N x V
-    finally:
-        model.train(was_training)
-    return salt.topk_substitutes(logits, original, k, excluded_vocab)
-
-
-def build_augmented_input(model, tokens, chosen: salt.ChosenPositions, substitutes: salt.Substitutes,
-                          sample_substitute=True, mix_lambda=0.5, mix_alpha=0.0):
-    """Code-switched tokens and (when any position is mixed) input embeddings B x T x C.
-
-    ``substitutes`` rows follow ``tokens[chosen.any]``."""
-    every = chosen.any
-    is_cs = chosen.code_switch[every]  # which substitute rows are code-switch rows
-    augmented = tokens.clone()
-    if bool(is_cs.any()):
-        rows = salt.Substitutes(substitutes.ids[is_cs], substitutes.probs[is_cs])
-        augmented[chosen.code_switch] = salt.pick_substitute(rows, sample=sample_substitute).to(tokens.dtype)
-    if not bool(chosen.mixup.any()):
-        return augmented, None
-    embed = model.encoder.sentence_encoder.embed_tokens
-    embeddings = embed(augmented)
-    is_mix = ~is_cs
-    ids, probs = substitutes.ids[is_mix], substitutes.probs[is_mix]
-    lambdas = salt.mix_lambdas(ids.size(0), mix_lambda, mix_alpha, device=tokens.device)
-    mixed = salt.mix_embeddings(embeddings[chosen.mixup], embed(ids), probs, lambdas)
-    embeddings = embeddings.clone()
-    embeddings[chosen.mixup] = mixed.to(embeddings.dtype)
-    return augmented, embeddings
 
 
 @register_criterion("xsl_salt", dataclass=XslSaltConfig)
@@ -162,10 +118,10 @@ class XslSaltCriterion(SentencePredictionCriterion):
         cfg = self.cfg
         candidates = salt.augmentable_positions(tokens, self.special_ids)
         chosen = salt.choose_positions(candidates, cfg.salt_cs_prob, cfg.salt_mix_prob)
-        substitutes = predict_substitutes(model, tokens, chosen.any, cfg.salt_topk,
+        substitutes = salt.predict_substitutes(model, tokens, chosen.any, cfg.salt_topk,
                                           self.excluded_vocab.to(tokens.device), self.mask_idx,
                                           random=cfg.salt_random_substitutes, dropout=cfg.salt_substitute_dropout)
-        augmented, embeddings = build_augmented_input(model, tokens, chosen, substitutes,
+        augmented, embeddings = salt.build_augmented_input(model, tokens, chosen, substitutes,
                                                       sample_substitute=cfg.salt_cs_sampling == "sample",
                                                       mix_lambda=cfg.salt_mix_lambda, mix_alpha=cfg.salt_mix_alpha)
         counts = (chosen.code_switch.sum(), chosen.mixup.sum(), candidates.sum())

@@ -149,15 +149,53 @@ def consistency_kl(clean_logits: torch.Tensor, augmented_logits: torch.Tensor) -
     return F.kl_div(student, teacher, reduction="sum", log_target=True)
 
 
-def code_switch_tokens(tokens: torch.Tensor, positions: torch.Tensor, chosen_ids: torch.Tensor) -> torch.Tensor:
-    """Copy of ``tokens`` with ``positions`` (B x T bool) set to ``chosen_ids`` (row-major order)."""
-    switched = tokens.clone()
-    switched[positions] = chosen_ids.to(tokens.dtype)
-    return switched
+def predict_substitutes(model, tokens, positions, k, excluded_vocab, mask_idx, random=False, dropout=False):
+    """Top-k substitutes (or ``random`` ones) for ``positions`` (B x T bool) of ``tokens``:
+    the positions are masked together and predicted by ``model``'s MLM head in one forward
+    without gradient. Rows follow ``tokens[positions]`` (row-major)."""
+    original = tokens[positions]
+    if original.numel() == 0:
+        empty = original.new_zeros((0, k))
+        return Substitutes(empty, empty.float())
+    if random:
+        return random_substitutes(original, k, excluded_vocab)
+    was_training = model.training
+    model.train(dropout and was_training)
+    try:
+        with torch.no_grad():
+            masked = tokens.masked_fill(positions, mask_idx)
+            logits = model(masked, masked_tokens=positions)[0]  # N x V
+    finally:
+        model.train(was_training)
+    return topk_substitutes(logits, original, k, excluded_vocab)
+
+
+def build_augmented_input(model, tokens, chosen: ChosenPositions, substitutes: Substitutes,
+                          sample_substitute=True, mix_lambda=0.5, mix_alpha=0.0):
+    """Code-switched tokens and (when any position is mixed) input embeddings B x T x C.
+
+    ``substitutes`` rows follow ``tokens[chosen.any]``."""
+    every = chosen.any
+    is_cs = chosen.code_switch[every]  # which substitute rows are code-switch rows
+    augmented = tokens.clone()
+    if bool(is_cs.any()):
+        rows = Substitutes(substitutes.ids[is_cs], substitutes.probs[is_cs])
+        augmented[chosen.code_switch] = pick_substitute(rows, sample=sample_substitute).to(tokens.dtype)
+    if not bool(chosen.mixup.any()):
+        return augmented, None
+    embed = model.encoder.sentence_encoder.embed_tokens
+    embeddings = embed(augmented)
+    is_mix = ~is_cs
+    ids, probs = substitutes.ids[is_mix], substitutes.probs[is_mix]
+    lambdas = mix_lambdas(ids.size(0), mix_lambda, mix_alpha, device=tokens.device)
+    mixed = mix_embeddings(embeddings[chosen.mixup], embed(ids), probs, lambdas)
+    embeddings = embeddings.clone()
+    embeddings[chosen.mixup] = mixed.to(embeddings.dtype)
+    return augmented, embeddings
 
 
 __all__: Sequence[str] = (
-    "ChosenPositions", "Substitutes", "augmentable_positions", "choose_positions", "code_switch_tokens",
-    "consistency_kl", "mix_embeddings", "mix_lambdas", "pick_substitute", "random_substitutes",
+    "ChosenPositions", "Substitutes", "augmentable_positions", "build_augmented_input", "choose_positions",
+    "consistency_kl", "predict_substitutes", "mix_embeddings", "mix_lambdas", "pick_substitute", "random_substitutes",
     "special_token_ids", "topk_substitutes", "vocabulary_exclusion",
 )
