@@ -57,6 +57,27 @@ def _binarize_para(args):
     )
 
 
+def _salt_augment(args):
+    from xsl_fairseq.data.salt_augment import write_salt_augmented_copy
+    from xsl_fairseq.evaluation.pretrained import PretrainedModel, load_encoder_for_inference
+
+    for key in ("input0", "input1", "label"):
+        if not os.path.isfile(os.path.join(args.data, key, args.split + ".idx")):
+            raise InputError(f"{args.data}/{key}/{args.split}.idx: not found (need a sentence_prediction "
+                             "data directory: input0/ input1/ label/)")
+    try:
+        pretrained = PretrainedModel.resolve(args.checkpoint)
+        model, task = load_encoder_for_inference(pretrained)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:  # truncated / not a torch file
+        raise InputError(f"{args.checkpoint}: not a readable fairseq checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:200]})")
+    write_salt_augmented_copy(
+        model, task.source_dictionary, args.data, args.destdir, split=args.split, cs_prob=args.cs_prob,
+        topk=args.topk, sampling=args.sampling, random_substitutes=args.random_substitutes, seed=args.seed,
+        init_token=args.init_token, separator_token=args.separator_token, batch_size=args.batch_size,
+    )
+
+
 def _import_encoder(args):
     from .import_encoder import import_encoder
 
@@ -176,6 +197,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--destdir", required=True)
     p.add_argument("--seed", type=int, default=1, help="initialises a missing MLM head")
     p.set_defaults(func=_import_encoder)
+
+    p = commands.add_parser("salt-augment",
+                            help="SALT offline substitutes: code-switch a sentence_prediction training split "
+                                 "once with the initial model's MLM head")
+    p.add_argument("--checkpoint", required=True, help="the model fine-tuning starts from (with its MLM head)")
+    p.add_argument("--data", required=True, help="sentence_prediction data directory (input0/ input1/ label/)")
+    p.add_argument("--destdir", required=True, help="where the augmented copy goes (--salt-augmented-data)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--cs-prob", type=float, default=0.15, help="fraction of real tokens code-switched")
+    p.add_argument("--topk", type=int, default=5, help="substitutes per position")
+    p.add_argument("--sampling", choices=["sample", "argmax"], default="sample")
+    p.add_argument("--random-substitutes", action="store_true", help="ablation: uniform substitutes")
+    p.add_argument("--init-token", type=int, default=0, help="as fine-tuning's --init-token")
+    p.add_argument("--separator-token", type=int, default=2, help="as fine-tuning's --separator-token")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_salt_augment)
 
     p = commands.add_parser("trim-vocab",
                             help="keep only the vocabulary pieces that the given corpora use")

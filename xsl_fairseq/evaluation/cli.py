@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="XNLI / PAWS-X files are translations of each other line by line: evaluate every "
                         "language (English too) on items 1..N only and fine-tune on the English items after "
                         "them, so that no evaluated item is a translation of a training item")
+    p.add_argument("--salt", choices=["online", "offline"], default=None,
+                   help="fine-tune with SALT (--criterion xsl_salt) instead of sentence_prediction; its options "
+                        "(--salt-cs-prob, --salt-mix-prob, ...) go in --fairseq-args; offline: the training split "
+                        "is code-switched once by the pretrained model first")
 
     p = common(commands.add_parser("qa", help="MLQA / XQuAD (SQuAD json): F1 / EM"))
     p.add_argument("--doc-stride", type=int, default=128)

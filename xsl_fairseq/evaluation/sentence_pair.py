@@ -2,7 +2,7 @@
 
 Data go into fairseq's ``sentence_prediction`` layout (``input0/ input1/ label/``)
 and fine-tuning runs ``xsl_sentence_prediction`` with fairseq's ``sentence_prediction``
-criterion. Inputs are ``<s> A </s></s> B </s>`` (XLM-R's pair format); pairs longer
+criterion (``--salt``: SALT's ``xsl_salt``, options through ``--fairseq-args``). Inputs are ``<s> A </s></s> B </s>`` (XLM-R's pair format); pairs longer
 than ``--max-seq-length`` are cut longest-side-first, as Hugging Face's
 ``truncation=True`` does in XTREME's scripts.
 """
@@ -92,14 +92,46 @@ class SentencePairEvaluation:
         for lang, path in self.language_files().items():
             examples = read_sentence_pair_tsv(path)[: held_out or None][: args.max_eval_examples]
             counts[lang] = self._write_split(f"test_{lang}", examples, label_index, str(path))
+        if getattr(args, "salt", None) == "offline":
+            self._write_salt_copy()
         return counts
+
+    def _write_salt_copy(self):
+        """``--salt offline``: code-switch the training split once with the pretrained model,
+        using the SALT options given in ``--fairseq-args``."""
+        import argparse
+        import shlex
+
+        from ..criterions.xsl_salt import XslSaltConfig
+        from ..data.salt_augment import write_salt_augmented_copy
+        from .pretrained import load_encoder_for_inference
+
+        defaults = XslSaltConfig()
+        parser = argparse.ArgumentParser(add_help=False)
+        parser.add_argument("--salt-cs-prob", type=float, default=defaults.salt_cs_prob)
+        parser.add_argument("--salt-topk", type=int, default=defaults.salt_topk)
+        parser.add_argument("--salt-cs-sampling", default=defaults.salt_cs_sampling)
+        parser.add_argument("--salt-random-substitutes", action="store_true")
+        parser.add_argument("--seed", type=int, default=1)
+        options, _ = parser.parse_known_args(shlex.split(self.args.fairseq_args))
+        model, task = load_encoder_for_inference(self.pretrained)
+        self.salt_dir = os.path.join(os.path.dirname(self.data_dir), "data_salt")
+        self.extra_report = {"salt_offline_copy": write_salt_augmented_copy(
+            model, task.source_dictionary, self.data_dir, self.salt_dir, cs_prob=options.salt_cs_prob,
+            topk=options.salt_topk, sampling=options.salt_cs_sampling,
+            random_substitutes=options.salt_random_substitutes, seed=options.seed)}
 
     def language_files(self):
         files = discover_language_files(self.args.eval_dir, self.layout, self.args.split)
         return {lang: path for lang, path in files.items() if not self.args.languages or lang in self.args.languages}
 
     def task_args(self):
-        return ["--task", "xsl_sentence_prediction", "--criterion", "sentence_prediction",
+        salt = getattr(self.args, "salt", None)
+        criterion = ["--criterion", "xsl_salt" if salt else "sentence_prediction"]
+        if salt == "offline":
+            criterion += ["--salt-substitutes", "offline", "--salt-mix-prob", "0",
+                          "--salt-augmented-data", self.salt_dir]
+        return ["--task", "xsl_sentence_prediction", *criterion,
                 "--num-classes", str(len(self.label_names)), "--init-token", "0", "--separator-token", "2",
                 "--classification-head-name", HEAD]
 

@@ -33,6 +33,10 @@ additions the cross-lingual objectives need:
   up an imported encoder's fresh MLM head before continued MLM. The tied output projection
   is the word embedding (named ``encoder.sentence_encoder.embed_tokens.weight``), so it
   follows that name, not ``lm_head``.
+* **Precomputed input embeddings.** ``forward(..., token_embeddings=E)`` (B x T x C, before
+  fairseq's embedding scale, positions and embedding LayerNorm) replaces the word-embedding
+  lookup, through the model's own ``forward`` so DDP sees one forward; SALT's embedding
+  mixup (``xsl_salt``) uses it. fairseq's ``RobertaEncoder.forward`` drops that argument.
 """
 import logging
 import re
@@ -136,6 +140,18 @@ class XslRobertaModel(RobertaModel):
             logger.info("--trainable-parameters %r: training %d tensors (%s), the rest frozen", pattern,
                         len(trained), ", ".join(trained[:8]) + (" ..." if len(trained) > 8 else ""))
         return model
+
+    def forward(self, src_tokens, features_only=False, return_all_hiddens=False,
+                classification_head_name=None, token_embeddings=None, **kwargs):
+        if token_embeddings is None:
+            return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
+        features, extra = self.encoder.extract_features(
+            src_tokens, return_all_hiddens=return_all_hiddens, token_embeddings=token_embeddings)
+        if classification_head_name is not None:
+            return self.classification_heads[classification_head_name](features), extra
+        if not features_only:
+            features = self.encoder.output_layer(features, masked_tokens=kwargs.get("masked_tokens"))
+        return features, extra
 
     def apply_trainable_pattern(self, prefix: str = "") -> List[str]:
         """Freeze the parameters (under ``prefix``) not matching ``--trainable-parameters``;

@@ -2,6 +2,7 @@
 from .contrastive import contrastive_loss, cosine_logits, gather_across_ranks
 from .heads import SpanPointerHead, TokenClassificationHead
 from .mlm_loss import masked_lm_loss
+from . import salt  # noqa: F401  (SALT self-augmentation math)
 from .pooling import encoder_hidden_states, masked_mean, segment_mask
 
 __all__ = [
