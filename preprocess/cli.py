@@ -97,6 +97,17 @@ def _clism_binarize(args):
                    widen_answers=args.widen_answers)
 
 
+def _trelm_align(args):
+    from .trelm_align import align_corpus
+
+    report = align_corpus(args.src, args.tgt, args.src_lang, args.tgt_lang, args.spm, args.dict, args.destdir,
+                          alignments_path=args.alignments, symmetrization=args.symmetrize,
+                          max_tokens_per_side=args.max_tokens_per_side, valid_lines=args.valid_lines,
+                          seed=args.seed)
+    print(f"{args.destdir}: {report['splits']}, drops {report['drops']}, "
+          f"{100 * report['aligned_target_piece_fraction']:.1f}% of target pieces aligned")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +235,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: drop it, counted as subword_boundary)")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_clism_binarize)
+
+    p = commands.add_parser("trelm-align",
+                            help="TreLM: word-aligned pairs -> source ids, target ids, per-piece source index")
+    p.add_argument("--src", required=True, help="source side (English), one sentence per line")
+    p.add_argument("--tgt", required=True, help="target side (the new language), line-aligned with --src")
+    p.add_argument("--src-lang", default="en")
+    p.add_argument("--tgt-lang", required=True)
+    p.add_argument("--spm", required=True, help="sentencepiece model of the model to train")
+    p.add_argument("--dict", required=True, help="its dict.txt")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--alignments", default=None,
+                   help="precomputed Pharaoh i-j links over the whitespace words, line-aligned; "
+                        "default: align with eflomal")
+    p.add_argument("--symmetrize", default="grow-diag-final-and",
+                   choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"])
+    p.add_argument("--max-tokens-per-side", type=int, default=126,
+                   help="drop pairs with a side of more pieces (counted); <s> and </s> come on top")
+    p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_trelm_align)
     return parser
 
 
