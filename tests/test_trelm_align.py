@@ -71,12 +71,3 @@ def test_bad_inputs_name_file_and_line(tiny_data_bin, tmp_path, capsys):
     code = cli_main(["trelm-align", "--src", src, "--tgt", tgt, "--tgt-lang", "de", "--spm", spm,
                      "--dict", dictionary, "--destdir", str(tmp_path / "o4"), "--max-tokens-per-side", "0"])
     assert code == 2 and "must be positive" in capsys.readouterr().err
-
-
-def test_align_with_eflomal(tiny_corpus, tiny_data_bin, tmp_path):
-    report = align_corpus(str(tiny_corpus["en"]), str(tiny_corpus["de"]), "en", "de",
-                          str(tiny_data_bin / "spm.model"), str(tiny_data_bin / "dict.txt"), str(tmp_path / "out"),
-                          valid_lines=20)
-    assert report["splits"]["valid"]["pairs"] == 20
-    assert report["splits"]["train"]["pairs"] + 20 + sum(report["drops"].values()) == 300
-    assert report["aligned_target_piece_fraction"] > 0.6
