@@ -108,6 +108,14 @@ def _trelm_align(args):
           f"{100 * report['aligned_target_piece_fraction']:.1f}% of target pieces aligned")
 
 
+def _trelm_combine(args):
+    from .trelm_combine import combine_checkpoints
+
+    report = combine_checkpoints(args.upper, args.lower, args.output)
+    print(f"{args.output}: {report['layers']} layers (< {report['layers'] // 2} from {args.lower}, the rest from "
+          f"{args.upper}), {report['averaged_tensors']} shared tensors averaged")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_trelm_align)
+
+    p = commands.add_parser("trelm-combine",
+                            help="TreLM: lower half from the lower-stage checkpoint, upper half from the upper-stage one")
+    p.add_argument("--upper", required=True, help="checkpoint of --trelm-stage upper (layers >= L/2 trained)")
+    p.add_argument("--lower", required=True, help="checkpoint of --trelm-stage lower (layers < L/2 trained)")
+    p.add_argument("--output", required=True, help="combined checkpoint (for --finetune-from-model)")
+    p.set_defaults(func=_trelm_combine)
     return parser
 
 
