@@ -25,7 +25,6 @@ After ``--warmup`` untimed updates, ``--updates`` updates are timed (forward, ba
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 
 import torch
 
-from report import environment, write_report
+from report import environment, peak_resident_mib, resident_mib, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -41,15 +40,6 @@ sys.path.insert(0, REPO_ROOT)
 # configuration -> (stage whose batch it trains on, model family)
 CONFIGURATIONS = {"masked_lm": ("commonality", "roberta"), "trelm_masked_lm": ("commonality", "trelm"),
                   "cdlm": ("upper", "trelm")}
-
-
-def _resident_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_resident_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def run_worker(name: str, args) -> dict:
@@ -89,7 +79,7 @@ def run_worker(name: str, args) -> dict:
     # the same pairs for every configuration: evenly spaced over the length-sorted order
     picks = order[torch.linspace(0, len(order) - 1, total * args.batch_size).long().numpy()]
     seconds, tokens, predicted = [], [], []
-    resident_before = _resident_mib()
+    resident_before = resident_mib()
     for update in range(total):
         sample = dataset.collater([dataset[int(i)] for i in picks[update * args.batch_size:(update + 1) * args.batch_size]])
         start = time.perf_counter()
@@ -111,9 +101,9 @@ def run_worker(name: str, args) -> dict:
         "seconds_per_update": statistics.mean(seconds), "seconds_per_update_each": seconds,
         "words_per_update": statistics.mean(tokens), "words_per_second": sum(tokens) / sum(seconds),
         "predicted_tokens_per_update": statistics.mean(predicted),
-        "peak_resident_mib": round(_peak_resident_mib(), 1),
+        "peak_resident_mib": round(peakresident_mib(), 1),
         "resident_before_first_update_mib": round(resident_before, 1),
-        "peak_growth_mib": round(_peak_resident_mib() - resident_before, 1),
+        "peak_growth_mib": round(peakresident_mib() - resident_before, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocabulary": len(task.dictionary), "backbone_layers": layers,
     }

@@ -12,6 +12,7 @@ Layout written (see README)::
 import logging
 import os
 import random
+import shutil
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
@@ -41,6 +42,15 @@ def split_holdout(items: Sequence, holdout: int, seed: int) -> Tuple[list, list]
     train = [item for i, item in enumerate(items) if i not in held]
     valid = [item for i, item in enumerate(items) if i in held]
     return train, valid
+
+
+def copy_vocabulary(dict_path: str, spm_model: str, destdir: str) -> None:
+    """Put ``dict.txt`` and the sentencepiece model beside binarized data (tasks and xsl-eval find them there)."""
+    if os.path.abspath(dict_path) != os.path.abspath(os.path.join(destdir, "dict.txt")):
+        shutil.copy(dict_path, os.path.join(destdir, "dict.txt"))
+    spm_copy = os.path.join(destdir, os.path.basename(spm_model))
+    if os.path.abspath(spm_model) != os.path.abspath(spm_copy):
+        shutil.copy(spm_model, spm_copy)
 
 
 def _check_dict(dict_path: str) -> None:

@@ -33,13 +33,12 @@ Layout written (``DEST/``)::
 import json
 import logging
 import os
-import shutil
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import regex
 
 from . import InputError
-from .binarize import split_holdout
+from .binarize import copy_vocabulary, split_holdout
 from .text import count_lines, iter_lines
 from .word_alignment import SYMMETRIZATIONS, Link, eflomal_align, parse_pharaoh
 
@@ -162,11 +161,7 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
             write_sequences(f"{prefix}.{part}", [r[column] for r in rows])
         splits[split] = {"pairs": len(rows), "source_tokens": sum(len(r[0]) for r in rows),
                          "target_tokens": sum(len(r[1]) for r in rows)}
-    if os.path.abspath(dict_path) != os.path.abspath(os.path.join(destdir, "dict.txt")):
-        shutil.copy(dict_path, os.path.join(destdir, "dict.txt"))
-    spm_copy = os.path.join(destdir, os.path.basename(spm_model))
-    if os.path.abspath(spm_model) != os.path.abspath(spm_copy):
-        shutil.copy(spm_model, spm_copy)
+    copy_vocabulary(dict_path, spm_model, destdir)
     metadata = {
         "format": FORMAT, "src_lang": src_lang, "tgt_lang": tgt_lang, "dictionary_size": len(dictionary),
         "inputs": [src_path, tgt_path] + ([alignments_path] if alignments_path else []),

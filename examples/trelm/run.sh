@@ -11,11 +11,11 @@ set -euo pipefail
 
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-work/trelm}
-EN_UPDATES=${EN_UPDATES:-1200}          # English MLM pretraining (the "given" English model)
-COMMONALITY_UPDATES=${COMMONALITY_UPDATES:-200}
-UPPER_UPDATES=${UPPER_UPDATES:-200}     # stage 2a (en -> de, lower half frozen)
-LOWER_UPDATES=${LOWER_UPDATES:-200}     # stage 2b (de -> en, upper half frozen)
-LANGUAGE_UPDATES=${LANGUAGE_UPDATES:-400}
+EN_UPDATES=${EN_UPDATES:-600}          # English MLM pretraining (the "given" English model)
+COMMONALITY_UPDATES=${COMMONALITY_UPDATES:-100}
+UPPER_UPDATES=${UPPER_UPDATES:-100}     # stage 2a (en -> de, lower half frozen)
+LOWER_UPDATES=${LOWER_UPDATES:-100}     # stage 2b (de -> en, upper half frozen)
+LANGUAGE_UPDATES=${LANGUAGE_UPDATES:-200}
 BATCH=${BATCH:-32}                      # pairs (stages 1-2) / sentences per update
 LR=${LR:-5e-4}
 EN_VOCAB=${EN_VOCAB:-6000}
@@ -23,7 +23,7 @@ JOINT_VOCAB=${JOINT_VOCAB:-8000}
 ADV_EPOCHS=${ADV_EPOCHS:-5}             # MUSE schedule scaled down (official: 50 epochs of 1e6 words)
 EPOCH_SIZE=${EPOCH_SIZE:-32000}
 DIS_HIDDEN=${DIS_HIDDEN:-512}           # official: 2048
-POS_EPOCHS=${POS_EPOCHS:-5}
+POS_EPOCHS=${POS_EPOCHS:-3}
 SEED=${SEED:-1}
 TOTAL_UPDATES=$((COMMONALITY_UPDATES + UPPER_UPDATES + LOWER_UPDATES + LANGUAGE_UPDATES))
 PLUGIN=$(cd "$(dirname "$0")/../.." && pwd)/xsl_fairseq

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, MaskTokensDataset, data_utils
 
+from .ordering import length_sorted_order
+
 UNALIGNED = -1
 
 # stage -> (CdLM direction or None, sides that get an MLM example)
@@ -159,9 +161,4 @@ class TrelmPairDataset(FairseqDataset):
 
     def ordered_indices(self):
         """Shuffled (seed, epoch), then stably sorted by length so batches pad little."""
-        if self.shuffle:
-            with data_utils.numpy_seed(self.seed, self.epoch):
-                order = np.random.permutation(len(self))
-        else:
-            order = np.arange(len(self))
-        return order[np.argsort(self.sizes[order], kind="mergesort")]
+        return length_sorted_order(self.sizes, self.seed, self.epoch, self.shuffle)

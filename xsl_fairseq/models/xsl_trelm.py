@@ -75,6 +75,13 @@ def gather_to_target_order(states: torch.Tensor, alignment: torch.Tensor, pad_sl
     return states.gather(0, index)
 
 
+def _language_options(args):
+    """(number of languages, default language id); configs of older runs may lack the options."""
+    return (int(safe_getattr(args, "trelm_num_languages", None) or 2),
+            int(safe_getattr(args, "trelm_language_id", None) if safe_getattr(args, "trelm_language_id", None)
+                is not None else 1))
+
+
 def _as_language_ids(ids, batch_size: int, length: int, default: int, device) -> torch.Tensor:
     """``None`` / an int / B / B x 1 / B x T language ids -> B x T."""
     if ids is None:
@@ -106,9 +113,9 @@ class TrelmEncoder(RobertaEncoder):
                              "the TRILayer sits before layer L/2")
         self.trilayer_index = num_layers // 2
         self.trilayer = copy.deepcopy(self.sentence_encoder.layers[self.trilayer_index])
-        self.language_embeddings = nn.Embedding(args.trelm_num_languages, args.encoder_embed_dim)
+        languages, self.default_language_id = _language_options(args)
+        self.language_embeddings = nn.Embedding(languages, args.encoder_embed_dim)
         self.reset_trelm_parameters()
-        self.default_language_id = args.trelm_language_id
         self.compat_mask = bool(safe_getattr(args, "trelm_compat_mask", False))
         self.register_buffer("trelm_version", torch.tensor([TRELM_STATE_VERSION]))
 
@@ -241,9 +248,10 @@ class XslTrelmModel(XslRobertaModel):
 
     @classmethod
     def build_model(cls, args, task):
-        if args.trelm_language_id is None or not 0 <= args.trelm_language_id < args.trelm_num_languages:
-            raise ValueError(f"--trelm-language-id {args.trelm_language_id} is not a language id "
-                             f"(0..{args.trelm_num_languages - 1}, --trelm-num-languages {args.trelm_num_languages})")
+        languages, language_id = _language_options(args)
+        if not 0 <= language_id < languages:
+            raise ValueError(f"--trelm-language-id {language_id} is not a language id "
+                             f"(0..{languages - 1}, --trelm-num-languages {languages})")
         return super().build_model(args, task)
 
     def trelm_parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
