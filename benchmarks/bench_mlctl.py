@@ -32,7 +32,6 @@ just before the first update (activations, gradients, optimizer state); on CUDA,
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ import time
 
 import torch
 
-from report import environment, write_report
+from report import environment, peak_resident_mib, resident_mib, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -51,15 +50,6 @@ CONFIGURATIONS = {
     "mlctl": [],
     "mlctl_no_mlm": ["--mlm-weight", "0", "--mask-prob", "0"],
 }
-
-
-def _resident_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_resident_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def _masked_lm_sample(sample: dict, pad: int) -> dict:
@@ -109,7 +99,7 @@ def run_worker(name: str, args) -> dict:
     seconds, tokens, losses = [], [], []
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    resident_before = _resident_mib()
+    resident_before = resident_mib()
     for update in range(total):
         batch = order[update * args.batch_size:(update + 1) * args.batch_size]
         sample = dataset.collater([dataset[int(i)] for i in batch])
@@ -139,9 +129,9 @@ def run_worker(name: str, args) -> dict:
         "seconds_per_update_each": seconds,
         "words_per_update": statistics.mean(tokens),
         "words_per_second": sum(tokens) / sum(seconds),
-        "peak_resident_mib": round(_peak_resident_mib(), 1),
+        "peak_resident_mib": round(peakresident_mib(), 1),
         "resident_before_first_update_mib": round(resident_before, 1),
-        "peak_growth_mib": round(_peak_resident_mib() - resident_before, 1),
+        "peak_growth_mib": round(peakresident_mib() - resident_before, 1),
         "loss_per_sample_unit": losses,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in trainable),

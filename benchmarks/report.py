@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import resource
 
 import torch
 
@@ -21,3 +22,14 @@ def write_report(path: str, report: dict) -> None:
     with open(path, "w", encoding="utf-8") as out:
         json.dump(report, out, indent=2)
     print(f"wrote {path}")
+
+
+def resident_mib() -> float:
+    """This process's resident set size now."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_resident_mib() -> float:
+    """This process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

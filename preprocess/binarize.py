@@ -44,6 +44,15 @@ def split_holdout(items: Sequence, holdout: int, seed: int) -> Tuple[list, list]
     return train, valid
 
 
+def copy_vocabulary(dict_path: str, spm_model: str, destdir: str) -> None:
+    """Put ``dict.txt`` and the sentencepiece model beside binarized data (tasks and xsl-eval find them there)."""
+    if os.path.abspath(dict_path) != os.path.abspath(os.path.join(destdir, "dict.txt")):
+        shutil.copy(dict_path, os.path.join(destdir, "dict.txt"))
+    spm_copy = os.path.join(destdir, os.path.basename(spm_model))
+    if os.path.abspath(spm_model) != os.path.abspath(spm_copy):
+        shutil.copy(spm_model, spm_copy)
+
+
 def _check_dict(dict_path: str) -> None:
     if not os.path.isfile(dict_path):
         raise InputError(f"{dict_path}: dictionary not found (xsl-prep spm-train writes one)")

@@ -127,6 +127,45 @@ def _clism_binarize(args):
                    widen_answers=args.widen_answers)
 
 
+def _trelm_align(args):
+    from .trelm_align import align_corpus
+
+    report = align_corpus(args.src, args.tgt, args.src_lang, args.tgt_lang, args.spm, args.dict, args.destdir,
+                          alignments_path=args.alignments, symmetrization=args.symmetrize,
+                          max_tokens_per_side=args.max_tokens_per_side, valid_lines=args.valid_lines,
+                          seed=args.seed)
+    print(f"{args.destdir}: {report['splits']}, drops {report['drops']}, "
+          f"{100 * report['aligned_target_piece_fraction']:.1f}% of target pieces aligned")
+
+
+def _trelm_combine(args):
+    from .trelm_combine import combine_checkpoints
+
+    report = combine_checkpoints(args.upper, args.lower, args.output)
+    print(f"{args.output}: {report['layers']} layers (< {report['layers'] // 2} from {args.lower}, the rest from "
+          f"{args.upper}), {report['averaged_tensors']} shared tensors averaged")
+
+
+def _trelm_vocab(args):
+    from .embedding_alignment import AlignmentConfig
+    from .trelm_vocab import build_vocabulary
+
+    alignment = AlignmentConfig(
+        epochs=args.adv_epochs, epoch_size=args.epoch_size, batch_size=args.adv_batch_size, dis_steps=args.dis_steps,
+        dis_hidden=args.dis_hidden, lr=args.adv_lr, refinement_iterations=args.refinement_iterations,
+        dico_max_rank=args.dico_max_rank, selection_words=args.selection_words, seed=args.seed)
+    report = build_vocabulary(
+        args.english_checkpoint, args.english_text, args.new_text, args.destdir, args.vocab_size,
+        english_dict=args.english_dict, arch=args.arch, fasttext_epochs=args.fasttext_epochs, threads=args.threads,
+        align_rescale=args.align_rescale, source_normalize=args.source_normalize, lm_head=args.lm_head, alignment=alignment,
+        max_lines_per_file=args.max_lines_per_file, seed=args.seed)
+    for row in report["history"]:
+        step = f"epoch {row['epoch']}" if row["stage"] == "adversarial" else f"refinement {row['iteration']}"
+        print(f"{step}: criterion {row['criterion']} ({row['distinct_targets']} distinct target words)")
+    print(f"{args.destdir}: vocabulary {report['vocabulary']} ({report['pieces_with_fasttext_vector']} with fastText "
+          f"vectors), best criterion {report['best_criterion']}; model.pt, dict.txt, spm.model written")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-prep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +313,64 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: drop it, counted as subword_boundary)")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_clism_binarize)
+
+    p = commands.add_parser("trelm-align",
+                            help="TreLM: word-aligned pairs -> source ids, target ids, per-piece source index")
+    p.add_argument("--src", required=True, help="source side (English), one sentence per line")
+    p.add_argument("--tgt", required=True, help="target side (the new language), line-aligned with --src")
+    p.add_argument("--src-lang", default="en")
+    p.add_argument("--tgt-lang", required=True)
+    p.add_argument("--spm", required=True, help="sentencepiece model of the model to train")
+    p.add_argument("--dict", required=True, help="its dict.txt")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--alignments", default=None,
+                   help="precomputed Pharaoh i-j links over the whitespace words, line-aligned; "
+                        "default: align with eflomal")
+    p.add_argument("--symmetrize", default="grow-diag-final-and",
+                   choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"])
+    p.add_argument("--max-tokens-per-side", type=int, default=126,
+                   help="drop pairs with a side of more pieces (counted); <s> and </s> come on top")
+    p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_trelm_align)
+
+    p = commands.add_parser("trelm-combine",
+                            help="TreLM: lower half from the lower-stage checkpoint, upper half from the upper-stage one")
+    p.add_argument("--upper", required=True, help="checkpoint of --trelm-stage upper (layers >= L/2 trained)")
+    p.add_argument("--lower", required=True, help="checkpoint of --trelm-stage lower (layers < L/2 trained)")
+    p.add_argument("--output", required=True, help="combined checkpoint (for --finetune-from-model)")
+    p.set_defaults(func=_trelm_combine)
+
+    p = commands.add_parser("trelm-vocab",
+                            help="TreLM: joint vocabulary, fastText vectors aligned to an English encoder, initial model")
+    p.add_argument("--english-checkpoint", required=True, help="the English encoder (fairseq checkpoint)")
+    p.add_argument("--english-dict", default=None, help="its dict.txt (default: beside the checkpoint)")
+    p.add_argument("--english-text", nargs="+", required=True, help="English text, one sentence per line")
+    p.add_argument("--new-text", nargs="+", required=True, help="new-language text")
+    p.add_argument("--destdir", required=True)
+    p.add_argument("--vocab-size", type=int, required=True, help="joint sentencepiece vocabulary size")
+    p.add_argument("--max-lines-per-file", type=int, default=None, help="sentencepiece: sample at most this many lines")
+    p.add_argument("--arch", default="xsl_trelm", help="xsl_trelm arch of the written model (shape from the checkpoint)")
+    p.add_argument("--fasttext-epochs", type=int, default=10)
+    p.add_argument("--align-rescale", action="store_true",
+                   help="scale the fastText vectors to the English embeddings' mean norm before aligning")
+    p.add_argument("--source-normalize", default="",
+                   help="MUSE --normalize_embeddings for the fastText vectors: e.g. 'center' or 'renorm,center,renorm' "
+                        "(default none, as the official code)")
+    p.add_argument("--lm-head", default="fresh", choices=["fresh", "english"],
+                   help="LM head transform: re-created (official) or kept from the English model")
+    p.add_argument("--adv-epochs", type=int, default=50, help="adversarial epochs (MUSE/official: 50)")
+    p.add_argument("--epoch-size", type=int, default=1000000, help="words per adversarial epoch (official: 1e6)")
+    p.add_argument("--adv-batch-size", type=int, default=32)
+    p.add_argument("--dis-steps", type=int, default=5, help="discriminator steps per mapping step")
+    p.add_argument("--dis-hidden", type=int, default=2048, help="discriminator hidden size")
+    p.add_argument("--adv-lr", type=float, default=0.1, help="SGD lr of mapping and discriminator")
+    p.add_argument("--refinement-iterations", type=int, default=5)
+    p.add_argument("--dico-max-rank", type=int, default=15000, help="refinement dictionary: most frequent words")
+    p.add_argument("--selection-words", type=int, default=10000, help="selection criterion: most frequent words")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_trelm_vocab)
     return parser
 
 

@@ -38,11 +38,10 @@ Layout written (``DEST/``)::
 import json
 import logging
 import os
-import shutil
 from typing import List, Optional, Tuple
 
 from . import InputError
-from .binarize import split_holdout
+from .binarize import copy_vocabulary, split_holdout
 from .text import iter_lines
 
 logger = logging.getLogger(__name__)
@@ -166,11 +165,7 @@ def binarize_clism(inputs: List[str], spm_model: str, dict_path: str, destdir: s
         counts[split] = {"pairs": len(rows), "spans": sum(len(r[2]) // 4 for r in rows),
                          "source_tokens": sum(len(r[0]) for r in rows),
                          "target_tokens": sum(len(r[1]) for r in rows)}
-    if os.path.abspath(dict_path) != os.path.abspath(os.path.join(destdir, "dict.txt")):
-        shutil.copy(dict_path, os.path.join(destdir, "dict.txt"))
-    spm_copy = os.path.join(destdir, os.path.basename(spm_model))
-    if os.path.abspath(spm_model) != os.path.abspath(spm_copy):
-        shutil.copy(spm_model, spm_copy)
+    copy_vocabulary(dict_path, spm_model, destdir)
     metadata = {"format": FORMAT, "que_symbol": QUE_SYMBOL, "dictionary_size": len(dictionary),
                 "inputs": list(inputs), "spans_read": spans_read, "drops": drops, "answers_widened": widened,
                 "splits": counts}

@@ -3,3 +3,4 @@ from . import xsl_mlctl  # noqa: F401
 from . import xsl_clism  # noqa: F401
 from . import xsl_meta_mlm  # noqa: F401
 from . import xsl_salt  # noqa: F401
+from . import xsl_trelm_cdlm  # noqa: F401

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
+from .ordering import length_sorted_order
+
 SOURCE_PASSES = ("source", "paired")
 
 
@@ -166,9 +168,4 @@ class ClismPairDataset(FairseqDataset):
 
     def ordered_indices(self):
         """Shuffled (seed, epoch), then stably sorted by length so batches pad little."""
-        if self.shuffle:
-            with data_utils.numpy_seed(self.seed, self.epoch):
-                order = np.random.permutation(len(self))
-        else:
-            order = np.arange(len(self))
-        return order[np.argsort(self.sizes[order], kind="mergesort")]
+        return length_sorted_order(self.sizes, self.seed, self.epoch, self.shuffle)
