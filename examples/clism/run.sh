@@ -83,7 +83,9 @@ stage_mine() {  # spaCy NER + eflomal per corpus; counts in $OUT/mined/*.stats.j
     local name
     name=$(basename "$src" .en)
     [ -f "$OUT/mined/$name.jsonl" ] && continue
-    xsl-prep clism-spans --src "$src" --tgt "$OUT/text/$name.tgt" --output "$OUT/mined/$name.jsonl"
+    # words: spaCy (English), sacremoses / jieba by target language ($name is N-LANG)
+    xsl-prep clism-spans --src "$src" --tgt "$OUT/text/$name.tgt" --tgt-lang "${name#*-}" \
+      --output "$OUT/mined/$name.jsonl"
   done
 }
 
