@@ -126,8 +126,7 @@ def target_tokenizer(name: str, lang: Optional[str]):
 def language_from_path(path: str) -> Optional[str]:
     """``text.de`` -> ``de``, ``newstest2017.zho`` -> ``zh``; None when the suffix is no known code."""
     suffix = os.path.basename(path).rsplit(".", 1)[-1].lower() if "." in os.path.basename(path) else ""
-    known = set(word_tokenize.ISO_639_3) | set(word_tokenize.ISO_639_3.values())
-    return word_tokenize.normalize_language(suffix) if suffix in known else None
+    return word_tokenize.normalize_language(suffix) if suffix in word_tokenize.KNOWN_CODES else None
 
 
 @dataclass

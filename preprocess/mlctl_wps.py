@@ -198,9 +198,15 @@ def word_rule(name: str, lang: str, unspaced: bool) -> WordRule:
     if resolved in (None, "regex"):
         return WordRule("regex", _words, unspaced, on_word_boundaries=False)
     tokenizer = word_tokenize.get_tokenizer(resolved, lang)
+    strip_period = resolved == "moses"
 
     def words(text: str) -> List[LoweredWord]:
-        return [(text[b:e].lower(), b, e) for b, e in tokenizer(text)]
+        found = []
+        for b, e in tokenizer(text):
+            if strip_period and e - b > 1 and text[e - 1] == "." and text[e - 2].isalpha():
+                e -= 1  # Moses keeps the period of an abbreviation ("Dec.", "etc."); dictionaries do not
+            found.append((text[b:e].lower(), b, e))
+        return found
     return WordRule(resolved, words, unspaced, on_word_boundaries=unspaced)
 
 

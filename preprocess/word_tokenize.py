@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import regex
 
+from .languages import TWO_LETTER_CODES, THREE_LETTER_CODES, short_language_code
+
 logger = logging.getLogger(__name__)
 
 Word = Tuple[int, int]  # [begin, end) character offsets into the raw line
@@ -42,13 +44,6 @@ TOKENIZERS = ("moses", "jieba", "fugashi", "pythainlp", "whitespace")
 AUTO_SEGMENTERS = {"zh": "jieba", "ja": "fugashi", "th": "pythainlp"}
 # written without spaces, and no segmenter here: the miners keep their character rules
 UNSEGMENTED_LANGUAGES = ("lo", "km", "my")
-ISO_639_3 = {
-    "eng": "en", "deu": "de", "rus": "ru", "zho": "zh", "cmn": "zh", "jpn": "ja", "tha": "th",
-    "fra": "fr", "spa": "es", "ara": "ar", "arb": "ar", "hin": "hi", "vie": "vi", "tur": "tr",
-    "bul": "bg", "ell": "el", "swh": "sw", "swa": "sw", "urd": "ur", "kor": "ko", "ind": "id",
-    "lao": "lo", "khm": "km", "mya": "my", "ita": "it", "por": "pt", "nld": "nl", "pol": "pl",
-    "ces": "cs", "fin": "fi", "est": "et", "lit": "lt", "lav": "lv", "ron": "ro", "hun": "hu",
-}
 
 _WHITESPACE_TOKEN = regex.compile(r"\S+")
 _SPACE = regex.compile(r"\s")
@@ -58,12 +53,17 @@ class TokenizationError(ValueError):
     """A tokeniser returned tokens that are not the raw text's characters."""
 
 
+KNOWN_CODES = TWO_LETTER_CODES | THREE_LETTER_CODES
+
+
 def normalize_language(lang: Optional[str]) -> Optional[str]:
-    """``deu`` -> ``de``, ``zho_simpl`` -> ``zh``, ``zh-CN`` -> ``zh``; ``None`` stays ``None``."""
+    """``deu`` -> ``de``, ``zho_simpl`` -> ``zh``, ``zh-CN`` -> ``zh``; ``None`` stays ``None``.
+    Codes of the regional variant are reduced to the language (``zho_trad`` -> ``zh``: the
+    tokenisers do not tell the scripts apart)."""
     if not lang:
         return None
-    code = regex.split(r"[-_]", lang.strip().lower())[0]
-    return ISO_639_3.get(code, code)
+    code = short_language_code(lang.strip())
+    return short_language_code(regex.split(r"[-_]", code)[0].lower())
 
 
 def resolve(name: str, lang: Optional[str]) -> Optional[str]:
