@@ -14,7 +14,10 @@ first ``--pairs`` pairs with each target-side word rule:
 * ``auto``: the default now (sacremoses; jieba / fugashi / PyThaiNLP for zh / ja / th).
 
 CLISM keeps spaCy's English tokens in all three (its default), so only the target words
-change; eflomal has no seed, so span counts move by a few between identical runs. ML-CTL
+change; eflomal has no seed, so span counts move by a few between identical runs. The kept
+spans are also binarized with ``--spm`` (``clism-binarize``): an answer whose first or last
+piece reaches past it is dropped there (``subword_boundary``), so "binarized" counts what
+training gets. ML-CTL
 needs a MUSE dictionary (de, ru, zh in the shared data; ja and th have none). Throughput:
 CLISM's pairs/s over the whole miner (read, NER, tokenize, eflomal, projection); ML-CTL's
 pairs/s over the mining loop (tokenize, match, sentencepiece), plus the wall time of the
@@ -30,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from preprocess.clism_binarize import binarize_clism  # noqa: E402
 from preprocess.clism_spans import mine_spans  # noqa: E402
 from preprocess.mlctl_wps import mine_wps  # noqa: E402
 
@@ -72,12 +76,16 @@ def main():
             xx = head(os.path.join(args.data, xx_rel), args.pairs, os.path.join(tmp, f"{lang}.{lang}"))
             for rule in RULES:
                 if not args.skip_clism:
-                    stats = mine_spans(en, xx, os.path.join(tmp, f"{lang}-{rule}.jsonl"), tgt_tokenizer=rule,
-                                       tgt_lang=lang)
+                    mined = os.path.join(tmp, f"{lang}-{rule}.jsonl")
+                    stats = mine_spans(en, xx, mined, tgt_tokenizer=rule, tgt_lang=lang)
                     total = sum(stats.seconds.values())
+                    # what training gets: answers must start and end on the model's sentencepiece boundaries
+                    binarized = binarize_clism([mined], args.spm, args.dict, os.path.join(tmp, f"bin-{lang}-{rule}"))
                     results["clism"].setdefault(lang, {})[rule] = {
                         "pairs": stats.pairs_read, "pairs_kept": stats.pairs_kept, "spans_found": stats.spans_found,
                         "spans_kept": stats.spans_kept, "span_drops": dict(stats.span_drops),
+                        "spans_binarized": binarized["splits"]["train"]["spans"],
+                        "binarize_drops": binarized["drops"],
                         "seconds": {k: round(v, 2) for k, v in stats.seconds.items()},
                         "pairs_per_second": round(stats.pairs_read / total, 1)}
                     print(lang, "clism", rule, results["clism"][lang][rule], flush=True)
@@ -101,6 +109,27 @@ def main():
     with open(args.out, "w", encoding="utf-8") as out:
         json.dump(results, out, indent=2, ensure_ascii=False)
     print(json.dumps(results, indent=2, ensure_ascii=False))
+    print(markdown(results))
+
+
+def markdown(results) -> str:
+    """The README tables: counts per rule, throughput and the auto / regex ratio."""
+    lines = ["| language | CLISM spans kept (binarized): whitespace | regex (before) | auto (now) "
+             "| pairs/s regex -> auto | tokenize s regex -> auto |", "|---|---:|---:|---:|---:|---:|"]
+    for lang, by_rule in results["clism"].items():
+        cells = [f"{by_rule[r]['spans_kept']} ({by_rule[r]['spans_binarized']})" for r in RULES]
+        before, after = by_rule["regex"], by_rule["auto"]
+        lines.append(f"| {lang} | {' | '.join(cells)} | {before['pairs_per_second']} -> {after['pairs_per_second']} "
+                     f"| {before['seconds']['tokenize']} -> {after['seconds']['tokenize']} |")
+    lines += ["", "| language | ML-CTL samples (pairs with one): whitespace | regex (before) | auto (now) "
+              "| not piece-aligned regex -> auto | pairs/s regex -> auto (ratio) |", "|---|---:|---:|---:|---:|---:|"]
+    for lang, by_rule in results["mlctl"].items():
+        cells = [f"{by_rule[r]['samples']} ({by_rule[r]['pairs_with_samples']})" for r in RULES]
+        before, after = by_rule["regex"], by_rule["auto"]
+        ratio = after["pairs_per_second"] / before["pairs_per_second"]
+        lines.append(f"| {lang} | {' | '.join(cells)} | {before['not_piece_aligned']} -> {after['not_piece_aligned']} "
+                     f"| {before['pairs_per_second']} -> {after['pairs_per_second']} ({ratio:.2f}) |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

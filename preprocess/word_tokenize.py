@@ -45,15 +45,13 @@ AUTO_SEGMENTERS = {"zh": "jieba", "ja": "fugashi", "th": "pythainlp"}
 # written without spaces, and no segmenter here: the miners keep their character rules
 UNSEGMENTED_LANGUAGES = ("lo", "km", "my")
 
+KNOWN_CODES = TWO_LETTER_CODES | THREE_LETTER_CODES
+
 _WHITESPACE_TOKEN = regex.compile(r"\S+")
-_SPACE = regex.compile(r"\s")
 
 
 class TokenizationError(ValueError):
     """A tokeniser returned tokens that are not the raw text's characters."""
-
-
-KNOWN_CODES = TWO_LETTER_CODES | THREE_LETTER_CODES
 
 
 def normalize_language(lang: Optional[str]) -> Optional[str]:

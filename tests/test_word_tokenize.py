@@ -197,3 +197,16 @@ def test_clism_needs_a_target_language_for_auto(tmp_path):
         clism_spans.mine_spans(src, tgt, str(tmp_path / "out.jsonl"))
     with pytest.raises(InputError, match="unknown target tokenizer"):
         clism_spans.mine_spans(src, tgt, str(tmp_path / "out.jsonl"), tgt_tokenizer="mecab", tgt_lang="de")
+
+
+def test_segmenters_are_imported_only_for_their_language():
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = ("import sys; from preprocess import clism_spans, mlctl_wps, word_tokenize as w; "
+            "w.get_tokenizer(w.resolve('auto', 'de'), 'de')('Hallo, Welt.'); "
+            "print(sorted({'jieba', 'fugashi', 'pythainlp', 'sacremoses'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['sacremoses']"
