@@ -130,6 +130,7 @@ stage_binarize() {
 }
 
 stage_pretrain() {  # name, criterion weights and task options
+  # START=e5 defaults as Hydra configs: examples/clism/config/{clism,mlm_baseline}.yaml
   local name=$1
   shift
   [ -f "$RUN/checkpoints/$name/checkpoint_last.pt" ] && return
