@@ -43,6 +43,15 @@ setup(
         "eflomal>=2.0",
         # xsl-prep trelm-vocab: fastText skip-gram vectors (the maintained numpy-2 build of the bindings)
         "fasttext-numpy2==0.10.4",
+        # word tokenisation before alignment and dictionary matching (preprocess/word_tokenize.py):
+        # sacremoses for space-delimited languages; segmenters for zh, ja (MeCab + UniDic-lite: a
+        # 47 MB wheel, 249 MB installed, nothing downloaded at run time) and th; each imported only
+        # when its language is processed
+        "sacremoses==0.2.0",
+        "jieba==0.42.1",
+        "fugashi==1.5.2",
+        "unidic-lite==1.0.8",
+        "pythainlp==5.4.0",
     ],
     extras_require={"test": ["pytest"]},
     entry_points={

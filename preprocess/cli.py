@@ -105,6 +105,7 @@ def _mlctl_wps(args):
         stop_words_path=args.stop_words, max_tokens_per_side=args.max_tokens_per_side,
         valid_pairs=args.valid_pairs, max_pairs_per_corpus=args.max_pairs_per_corpus,
         unspaced_languages=[c for c in args.unspaced_languages.split(",") if c], seed=args.seed,
+        word_tokenizer=args.word_tokenizer,
     )
     counts = report["counts"]
     print(f"{args.destdir}: {counts['samples']} samples from {counts['pairs_with_samples']} of "
@@ -112,12 +113,24 @@ def _mlctl_wps(args):
           f"{counts['pairs_over_max_length']} over max length); split samples {report['split_samples']}")
 
 
+def _word_tokenizer_spec(spec: str) -> str:
+    """Checks ``--word-tokenizer`` at parse time (argparse reports the message)."""
+    from .mlctl_wps import parse_word_tokenizer_spec
+
+    try:
+        parse_word_tokenizer_spec(spec)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return spec
+
+
 def _clism_spans(args):
     from .clism_spans import mine_spans
 
     mine_spans(args.src, args.tgt, args.output, alignments_path=args.alignments,
                spacy_model=args.spacy_model, entity_labels=args.entity_labels,
-               symmetrization=args.symmetrize, max_span_words=args.max_span_words)
+               symmetrization=args.symmetrize, max_span_words=args.max_span_words,
+               src_tokenizer=args.src_tokenizer, tgt_tokenizer=args.tgt_tokenizer, tgt_lang=args.tgt_lang)
 
 
 def _clism_binarize(args):
@@ -281,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-pairs", type=int, default=0, help="random sentence pairs held out for validation")
     p.add_argument("--max-pairs-per-corpus", type=int, default=None, help="read at most this many pairs per corpus")
     p.add_argument("--unspaced-languages", default="zh,ja,th,lo,km,my",
-                   help="languages written without spaces: translations are matched as substrings")
+                   help="languages written without spaces: translations are matched as substrings "
+                        "(on the segmenter's word boundaries when there is one)")
+    p.add_argument("--word-tokenizer", default="auto", type=_word_tokenizer_spec, metavar="SPEC",
+                   help="words for dictionary matching: auto (default: sacremoses; jieba / fugashi / "
+                        "pythainlp for zh / ja / th), regex (earlier versions), moses, whitespace, or a "
+                        "segmenter; per language with LANG=NAME, e.g. auto,de=whitespace")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=_mlctl_wps)
 
@@ -300,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"],
                    help="how eflomal's two directions are combined")
     p.add_argument("--max-span-words", type=int, default=10, help="longest entity and answer, in words")
+    p.add_argument("--src-tokenizer", default=None, choices=["spacy", "moses", "whitespace"],
+                   help="English words: spaCy's tokens (default), sacremoses, or whitespace runs "
+                        "(default with --alignments)")
+    p.add_argument("--tgt-tokenizer", default=None,
+                   choices=["auto", "regex", "moses", "jieba", "fugashi", "pythainlp", "whitespace"],
+                   help="target words: auto (default) = jieba / fugashi / pythainlp for zh / ja / th, "
+                        "sacremoses otherwise; regex = the rule of earlier versions; whitespace is the "
+                        "default with --alignments")
+    p.add_argument("--tgt-lang", default=None,
+                   help="target language code (de, zh, ...) for --tgt-tokenizer auto/moses; "
+                        "default: the --tgt file's suffix")
     p.set_defaults(func=_clism_spans)
 
     p = commands.add_parser("clism-binarize", help="CLISM span pairs (JSON lines) -> data for --task xsl_clism")

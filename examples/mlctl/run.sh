@@ -117,6 +117,7 @@ stage_mine() {
 }
 
 stage_train() {  # name, --contrastive-loss, --levels
+  # START=e5 defaults as Hydra configs: examples/mlctl/config/<loss>_<levels>.yaml
   local name=$1 loss=$2 levels=$3
   [ -f "$RUN/checkpoints/$name/checkpoint_last.pt" ] && return
   fairseq-train "$RUN/wps" --user-dir xsl_fairseq \

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from preprocess import InputError
+from preprocess.languages import short_language_code  # noqa: F401 (part of this module's API)
 from preprocess.text import iter_lines
 
 logger = logging.getLogger(__name__)
@@ -559,26 +560,4 @@ def discover_language_files(eval_dir: PathLike, layout: str, split: str = "test"
     return dict(sorted(found.items()))
 
 
-# Three-letter and variant codes used by FLORES, NTREX and Tatoeba file names.
-_ISO_639_1 = {
-    "afr": "af", "amh": "am", "ara": "ar", "arb": "ar", "bul": "bg", "ben": "bn", "cat": "ca",
-    "ces": "cs", "cmn": "zh", "dan": "da", "deu": "de", "ell": "el", "eng": "en", "est": "et",
-    "eus": "eu", "fas": "fa", "pes": "fa", "fin": "fi", "fra": "fr", "hau": "ha", "heb": "he",
-    "hin": "hi", "hun": "hu", "ibo": "ig", "ind": "id", "ita": "it", "jpn": "ja", "kin": "rw",
-    "kor": "ko", "lit": "lt", "lug": "lg", "mar": "mr", "nld": "nl", "pol": "pl", "por": "pt",
-    "ron": "ro", "rus": "ru", "spa": "es", "swa": "sw", "swh": "sw", "tam": "ta", "tel": "te",
-    "tha": "th", "tur": "tr", "ukr": "uk", "urd": "ur", "vie": "vi", "wol": "wo", "yor": "yo",
-    "zho": "zh", "zho_simpl": "zh", "zho-CN": "zh", "zul": "zu", "xho": "xh",
-}
-
-
-def short_language_code(code: str) -> str:
-    """ISO 639-1 code for a three-letter or variant code (``deu`` -> ``de``,
-    ``zho_simpl`` -> ``zh``, ``deu_Latn`` -> ``de``); other codes are returned unchanged
-    (``zho_trad`` stays, so it never collides with simplified Chinese)."""
-    if code in _ISO_639_1:
-        return _ISO_639_1[code]
-    base, _, script = code.partition("_")
-    if script in ("Latn", "Cyrl", "Arab", "Deva", "Grek", "Thai", "Jpan", "Hang", "Ethi", "Hebr"):
-        return _ISO_639_1.get(base, code)
-    return code
+# short_language_code (deu -> de, zho_simpl -> zh) lives in preprocess.languages (xsl-prep uses it too)
