@@ -229,7 +229,7 @@ def chart(table: dict, path: str) -> None:
 
     columns = list(table["runs"][0]["scores"])
     width = 0.8 / len(table["runs"])
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.6 * len(columns) * len(table["runs"]) + 2), 4))
+    figure, axes = plt.subplots(figsize=(min(14.0, max(6.0, 0.3 * len(columns) * len(table["runs"]) + 2)), 4.5))
     positions = np.arange(len(columns))
     for number, run in enumerate(table["runs"]):
         axes.bar(positions + (number - (len(table["runs"]) - 1) / 2) * width,
