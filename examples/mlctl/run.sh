@@ -192,8 +192,25 @@ if [ "$XNLI" = 1 ]; then
 fi
 stage_summary
 
+stage_compare() {  # every variant against the start checkpoint, same xsl-eval protocol
+  local runs=("$RUN/eval/flores-start-mlctl/results.json") xnli_runs=("$RUN/eval/xnli-start/results.json")
+  local names=start name
+  for variant in "${VARIANTS[@]}"; do
+    read -r name _ _ <<<"$variant"
+    runs+=("$RUN/eval/flores-$name-mlctl/results.json")
+    xnli_runs+=("$RUN/eval/xnli-$name/results.json")
+    names+=",$name"
+  done
+  xsl-eval compare "${runs[@]}" --names "$names" --out "$RUN/compare/flores"
+  if [ "$XNLI" = 1 ]; then
+    xsl-eval compare "${xnli_runs[@]}" --names "$names" --out "$RUN/compare/xnli"
+  fi
+}
+stage_compare
+
 echo
 echo "ML-CTL recipe ($START) finished in $(( $(date +%s) - start )) s"
 echo "mining counts: $RUN/wps/mining.json"
 echo "tensorboard:   tensorboard --logdir $RUN/tensorboard"
 echo "summary:       $RUN/summary.md (per language: $RUN/eval/*/results.md)"
+echo "comparison:    $RUN/compare/flores/compare.md, chart $RUN/compare/flores/compare.png"

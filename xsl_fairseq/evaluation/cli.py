@@ -1,8 +1,10 @@
 """``xsl-eval``: zero-shot cross-lingual evaluation of a pretrained checkpoint.
 
 Fine-tune on English (fairseq-train with this plugin's tasks), evaluate every language
-found in the evaluation directory, write ``results.md``, ``results.json`` and
-TensorBoard scalars under ``--out``. ``xsl-eval <command> --help`` lists the options.
+found in the evaluation directory, write ``results.md``, ``results.json``, the predictions
+of every language (``predictions/``, ``gold/``) and TensorBoard scalars under ``--out``.
+Scores follow XTREME's scripts. ``xsl-eval compare RUN ...`` puts runs side by side with
+paired bootstrap intervals. ``xsl-eval <command> --help`` lists the options.
 """
 import argparse
 import logging
@@ -59,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--max-seq-length", type=int, default=None)
             p.add_argument("--fairseq-args", default="",
                            help="extra fairseq-train arguments; write it as --fairseq-args='--freeze-embeddings ...'")
+            p.add_argument("--dev", default=None, metavar="FILE",
+                           help="English dev file (the --train format): score every epoch's checkpoint on it "
+                                "and evaluate the best one (XTREME's model selection); default: the final "
+                                "checkpoint")
         return p
 
     p = common(commands.add_parser("sentence-pair", help="XNLI / PAWS-X (XTREME tsv): accuracy"))
@@ -89,12 +95,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(commands.add_parser("retrieval", help="Tatoeba / FLORES / NTREX line-aligned: accuracy"),
                finetuned=False)
     p.add_argument("--layer", type=int, default=None,
-                   help="hidden layer to mean-pool (0 = embeddings; default L//2+1, layer 7 of 12 as in XTREME)")
+                   help="hidden state to mean-pool: 0 = embedding output, k = Transformer layer k; default "
+                        "XTREME's --specific_layer 7, which counts without the embeddings: layer 8 of 12 "
+                        "(L/2+2 in general)")
+    p.add_argument("--prefix", default="",
+                   help="text put before every sentence, e.g. 'query: ' for multilingual-e5")
+    p.add_argument("--english-prefix", default=None,
+                   help="prefix of the English sentences (default: --prefix)")
     p.add_argument("--representation", choices=["layer", "mlctl", "mlctl-head"], default="layer",
                    help="layer: mean of --layer; mlctl: ML-CTL's avg-first-last vector (mean of layer 1 + mean "
                         "of the last layer); mlctl-head: that vector through the checkpoint's trained ML-CTL MLP")
     p.add_argument("--max-seq-length", type=int, default=128)
+
+    p = commands.add_parser("compare", help="runs side by side (each a results.json) with paired bootstrap "
+                                            "95%% intervals of their differences to the first run, and a chart")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="results.json of each run (or its directory)")
+    p.add_argument("--names", type=_comma_list, default=None, help="row names, comma-separated (default: folders)")
+    p.add_argument("--metric", default=None, help="metric to compare (default: the evaluation's headline)")
+    p.add_argument("--out", required=True, help="output directory (compare.md, compare.json, compare.png)")
+    p.add_argument("--bootstrap-samples", type=int, default=1000)
+    p.add_argument("--bootstrap-seed", type=int, default=1, help="fixed, so that a comparison is reproducible")
     return parser
+
+
+def validate(args, parser) -> None:
+    """Option errors that need no model: reported before anything expensive starts."""
+    if args.command == "compare":
+        if args.bootstrap_samples < 1:
+            parser.error(f"--bootstrap-samples {args.bootstrap_samples}: must be at least 1")
+        return
+    if getattr(args, "dev", None):
+        if not os.path.isfile(args.dev):
+            parser.error(f"--dev {args.dev}: file not found")
+        if os.path.abspath(args.dev) == os.path.abspath(args.train):
+            parser.error(f"--dev {args.dev} is the --train file: select on data the model is not trained on")
+        if getattr(args, "few_shot", 0):
+            parser.error("--dev with --few-shot: the few-shot protocol evaluates the final checkpoint")
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        parser.error(f"--epochs {args.epochs}: must be at least 1")
 
 
 def finetune_config(args) -> FinetuneConfig:
@@ -109,6 +147,7 @@ def finetune_config(args) -> FinetuneConfig:
 
 
 def run(args) -> str:
+    from .predictions import PredictionWriter
     from .pretrained import PretrainedModel, TextEncoder
     from .report import summarise, write_report
 
@@ -138,6 +177,10 @@ def run(args) -> str:
     logger.info("evaluating %d languages: %s", len(languages), ", ".join(languages))
     prepared = time.time()
 
+    writer = PredictionWriter(args.out, evaluation.prediction_format)
+    for lang in languages:
+        if lang in evaluation.gold:  # retrieval knows its gold only after the first seed
+            writer.gold(lang, evaluation.gold[lang])
     per_seed, seed_times = [], {}
     for seed in (args.seeds if finetuned else ["none"]):
         seed_start = time.time()
@@ -145,7 +188,12 @@ def run(args) -> str:
         tensorboard = os.path.join(args.out, "tensorboard", f"finetune_seed{seed}")
         per_seed.append(evaluation.run_seed(int(seed) if finetuned else None, ft_config, save_dir,
                                             tensorboard, languages))
+        for lang in languages:
+            writer.predictions(seed if finetuned else 1, lang, evaluation.predictions[lang])
         seed_times[str(seed)] = round(time.time() - seed_start, 1)
+    for lang in languages:
+        if lang not in writer.index["gold"]:
+            writer.gold(lang, evaluation.gold[lang])
 
     config = {
         "command": args.command,
@@ -157,7 +205,10 @@ def run(args) -> str:
         "train_examples": getattr(evaluation, "num_train", None),
         "wall_time_s": {"prepare": round(prepared - started, 1), "per_seed": seed_times,
                         "total": round(time.time() - started, 1)},
+        "metric_definitions": evaluation.metric_definitions(),
+        "model_selection": "final checkpoint" if not getattr(args, "dev", None) else None,
         **getattr(evaluation, "extra_report", {}),
+        "predictions": writer.index,
     }
     summary = summarise(per_seed, evaluation.metrics_reported(), args.english)
     return write_report(args.out, args.command, summary, evaluation.metrics_reported(), config, len(per_seed))
@@ -166,7 +217,18 @@ def run(args) -> str:
 def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
                         level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stdout)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    validate(args, parser)
+    if args.command == "compare":
+        from .compare import run_compare
+
+        try:
+            print(run_compare(args))
+        except InputError as err:
+            print(f"xsl-eval compare: error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         table = run(args)
     except InputError as err:

@@ -11,7 +11,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from tqdm import tqdm
@@ -61,8 +61,10 @@ def finetune(
     config: FinetuneConfig,
     seed: int,
     tensorboard_dir: Optional[str] = None,
-) -> str:
-    """Run fairseq-train and return the path of the final checkpoint."""
+    keep_epochs: bool = False,
+) -> Dict[int, str]:
+    """Run fairseq-train; returns ``{epoch: checkpoint path}``: every epoch's checkpoint with
+    ``keep_epochs`` (for model selection), else only the final one."""
     batches_per_epoch = math.ceil(num_train_examples / (config.batch_size * config.update_freq))
     total_updates = max(1, batches_per_epoch * config.epochs)
     argv = [
@@ -82,7 +84,8 @@ def finetune(
         "--batch-size", str(config.batch_size), "--update-freq", str(config.update_freq),
         "--required-batch-size-multiple", "1",
         "--seed", str(seed), "--num-workers", "0",
-        "--save-dir", save_dir, "--no-epoch-checkpoints", "--save-interval", str(config.epochs),
+        "--save-dir", save_dir,
+        *(["--save-interval", "1"] if keep_epochs else ["--no-epoch-checkpoints", "--save-interval", str(config.epochs)]),
         "--no-save-optimizer-state", "--disable-validation",
         "--log-format", "simple", "--log-interval", "10",
     ]
@@ -94,12 +97,61 @@ def finetune(
     logger.info("fine-tuning: %s", " ".join(shlex.quote(a) for a in argv))
     os.makedirs(save_dir, exist_ok=True)
     checkpoint = os.path.join(save_dir, "checkpoint_last.pt")
-    if os.path.exists(checkpoint):
-        os.remove(checkpoint)  # --finetune-from-model refuses to start beside an old run
+    epoch_files = {epoch: os.path.join(save_dir, f"checkpoint{epoch}.pt") for epoch in range(1, config.epochs + 1)}
+    for path in [checkpoint, *epoch_files.values()]:
+        if os.path.exists(path):
+            os.remove(path)  # --finetune-from-model refuses to start beside an old run
     result = subprocess.run(argv)
     if result.returncode != 0 or not os.path.isfile(checkpoint):
         raise RuntimeError(f"fine-tuning failed (exit {result.returncode}); command: {' '.join(argv)}")
-    return checkpoint
+    if not keep_epochs:
+        return {config.epochs: checkpoint}
+    missing = [path for path in epoch_files.values() if not os.path.isfile(path)]
+    if missing:
+        raise RuntimeError(f"fine-tuning wrote no checkpoint for every epoch (missing {missing})")
+    return epoch_files
+
+
+# Key of the --dev split, kept beside the languages (no language code starts with "_").
+DEV = "_dev"
+
+
+def finetune_and_score(evaluation, seed: int, config: FinetuneConfig, save_dir: str,
+                       tensorboard_dir: Optional[str], languages: List[str], task_args: List[str]) -> dict:
+    """Fine-tune, choose the checkpoint, score every language.
+
+    Without ``--dev`` the final checkpoint is scored (XTREME's scripts' default). With
+    ``--dev FILE`` every epoch's checkpoint is scored on that English dev split by the
+    evaluation's headline metric and the best one is used for all languages, as XTREME
+    selects checkpoints on English dev; ties go to the earliest epoch (XTREME keeps a
+    checkpoint only when it beats the best so far). The winner and every epoch's dev score
+    go to ``results.json`` (``model_selection``). Each language's predictions are left in
+    ``evaluation.predictions``.
+    """
+    selecting = bool(getattr(evaluation.args, "dev", None))
+    checkpoints = finetune(evaluation.pretrained, evaluation.data_dir, save_dir, task_args,
+                           evaluation.num_train, config, seed, tensorboard_dir, keep_epochs=selecting)
+    chosen = max(checkpoints)
+    if selecting:
+        headline = evaluation.metrics_reported()[0]
+        dev_scores = {}
+        for epoch, path in sorted(checkpoints.items()):
+            model, task = load_finetuned(path, evaluation.data_dir)
+            dev_scores[epoch] = evaluation.score(model, task, DEV)[0][headline]
+            logger.info("seed %s epoch %d: English dev %s %.2f", seed, epoch, headline, dev_scores[epoch])
+        chosen = max(sorted(dev_scores), key=lambda epoch: dev_scores[epoch])
+        evaluation.extra_report.setdefault("model_selection", {})[str(seed)] = {
+            "dev_file": os.path.abspath(evaluation.args.dev), "metric": headline, "best_epoch": chosen,
+            "dev_scores": {str(epoch): score for epoch, score in dev_scores.items()}}
+        for epoch, path in checkpoints.items():
+            if epoch != chosen:
+                os.remove(path)  # keep disk use at one fine-tuned model
+    model, task = load_finetuned(checkpoints[chosen], evaluation.data_dir)
+    results = {}
+    for lang in languages:
+        scores, evaluation.predictions[lang] = evaluation.score(model, task, lang)
+        results[lang] = scores
+    return results
 
 
 def load_finetuned(checkpoint: str, data_dir: str):

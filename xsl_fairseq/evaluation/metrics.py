@@ -3,9 +3,13 @@
 * Extractive QA: SQuAD v1.1 F1 / exact match (``lang=None``) and the language-specific
   variant of MLQA's official ``mlqa_evaluation_v1.py`` (``lang`` in :data:`MLQA_LANGUAGES`).
 * Classification: :func:`accuracy`.
-* NER: entity-level F1 with seqeval (:func:`ner_f1`), restricted to the entity types that
-  training and test data share (:func:`shared_entity_types`, :func:`restrict_to_types`).
-* Sentence retrieval: cosine nearest-neighbour accuracy (:func:`retrieval_accuracy`).
+* NER: entity-level F1 with seqeval (:func:`ner_f1`) over every entity type, as XTREME's
+  ``evaluate.py`` scores panx; optionally restricted to the entity types that training and
+  test data share (:func:`shared_entity_types`, :func:`restrict_to_types`).
+* POS: XTREME's ``evaluate.py`` scores udpos with seqeval's F1 over the raw UPOS tags
+  (:func:`seqeval_chunk_counts` reproduces it per sentence); :func:`accuracy` per word.
+* Sentence retrieval: cosine nearest neighbours (:func:`retrieval_predictions`,
+  :func:`retrieval_accuracy`).
 * Summaries: :func:`mean_and_std` over seeds, :func:`markdown_table`,
   :func:`markdown_table_multi`.
 
@@ -241,6 +245,52 @@ def ner_f1(gold: List[List[str]], pred: List[List[str]], keep_types: Optional[Se
     }
 
 
+def seqeval_chunk_counts(gold: List[List[str]], pred: List[List[str]]) -> np.ndarray:
+    """Per sentence ``(correct, predicted, gold)`` chunk counts (an N x 3 integer array) as
+    seqeval's default mode counts them; ``2 * correct / (predicted + gold)`` summed over all
+    sentences is exactly seqeval's micro F1 (:func:`f1_from_counts`).
+
+    Chunks are read the way seqeval reads them, from the sentences concatenated with an
+    ``O`` between them, and each is credited to the sentence it starts in. Tags need not be
+    IOB2: XTREME scores udpos by passing the UPOS tags themselves (``NOUN`` is read as tag
+    ``N`` of type ``OUN``, so a run of equal tags is one chunk), and this reproduces that.
+    """
+    import warnings
+
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(pred)} predicted sentences for {len(gold)} gold sentences")
+    sentence_of, starts = [], []
+    for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError(f"sentence {index}: {len(pred_tags)} predicted tags for "
+                             f"{len(gold_tags)} gold tags")
+        starts.append(len(sentence_of))
+        sentence_of.extend([index] * (len(gold_tags) + 1))  # + the separating O
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "NOUN seems not to be NE tag"
+        gold_chunks = set(get_entities([list(tags) for tags in gold]))
+        pred_chunks = set(get_entities([list(tags) for tags in pred]))
+    counts = np.zeros((len(gold), 3), dtype=np.int64)
+    for column, chunks in ((0, gold_chunks & pred_chunks), (1, pred_chunks), (2, gold_chunks)):
+        for _, begin, _ in chunks:
+            counts[sentence_of[begin], column] += 1
+    return counts
+
+
+def f1_from_counts(counts: np.ndarray) -> float:
+    """Micro F1 in percent from summed ``(correct, predicted, gold)`` counts; 0 when either
+    side has no chunk (seqeval's ``zero_division=0``)."""
+    correct, predicted, gold = (float(value) for value in np.asarray(counts).reshape(-1, 3).sum(axis=0))
+    return 200.0 * correct / (predicted + gold) if predicted and gold else 0.0
+
+
+def pos_f1(gold: List[List[str]], pred: List[List[str]]) -> float:
+    """XTREME's udpos score: seqeval's F1 over the UPOS tag sequences, in percent."""
+    return f1_from_counts(seqeval_chunk_counts(gold, pred))
+
+
 # ---------------------------------------------------------------------------
 # Sentence retrieval
 # ---------------------------------------------------------------------------
@@ -261,23 +311,31 @@ def _nearest(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
                            for start in range(0, queries.shape[0], block)])
 
 
-def retrieval_accuracy(src_emb, tgt_emb) -> Tuple[float, float]:
-    """``(src->tgt, tgt->src)`` accuracy in percent of cosine nearest-neighbour search.
+def retrieval_predictions(src_emb, tgt_emb) -> Tuple[np.ndarray, np.ndarray]:
+    """``(src->tgt, tgt->src)``: for every row of one side, the index of its cosine nearest
+    neighbour on the other side.
 
     Row i of ``src_emb`` (numpy array, torch tensor or nested list) is the translation of
-    row i of ``tgt_emb``; a query is right when its nearest neighbour on the other side is
-    its own translation. Ties go to the lowest index, so a duplicated sentence on the
-    searched side can cost a hit.
+    row i of ``tgt_emb``. Ties go to the lowest index. XTREME's Tatoeba score
+    (``evaluate_retrieval.py``: the non-English side is indexed, English sentences are the
+    queries) is the accuracy of the tgt->src predictions when tgt is English.
     """
     src, tgt = _as_matrix(src_emb, "src_emb"), _as_matrix(tgt_emb, "tgt_emb")
     if src.shape != tgt.shape:
         raise ValueError(f"src_emb {src.shape} and tgt_emb {tgt.shape} must have the same shape")
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
     tgt = tgt / np.maximum(np.linalg.norm(tgt, axis=1, keepdims=True), 1e-12)
-    gold = np.arange(src.shape[0])
-    src_to_tgt = 100.0 * float(np.mean(_nearest(src, tgt) == gold))
-    tgt_to_src = 100.0 * float(np.mean(_nearest(tgt, src) == gold))
-    return src_to_tgt, tgt_to_src
+    return _nearest(src, tgt), _nearest(tgt, src)
+
+
+def retrieval_accuracy(src_emb, tgt_emb) -> Tuple[float, float]:
+    """``(src->tgt, tgt->src)`` accuracy in percent of cosine nearest-neighbour search: a
+    query is right when its nearest neighbour on the other side is its own translation
+    (:func:`retrieval_predictions`), so a duplicated sentence on the searched side can cost
+    a hit."""
+    src_to_tgt, tgt_to_src = retrieval_predictions(src_emb, tgt_emb)
+    gold = np.arange(src_to_tgt.shape[0])
+    return 100.0 * float(np.mean(src_to_tgt == gold)), 100.0 * float(np.mean(tgt_to_src == gold))
 
 
 # ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..criterions.xsl_span_qa import span_logits
 from ..data.dictionary import QUE_SYMBOL, parse_symbol_list
 from ..data.features import write_sequences
 from ..modules.heads import QUERY_POINTER_HEAD
-from .finetune import finetune, iterate_batches, load_finetuned
+from .finetune import DEV, finetune_and_score, iterate_batches
 from .metrics import squad_scores
 from .readers import QAExample, discover_language_files, read_squad_json
 
@@ -49,7 +49,8 @@ class QAEvaluation:
         self.eval_examples: Dict[str, List[QAExample]] = {}
         self.eval_windows: Dict[str, List[dict]] = {}
         self.normalisation: Dict[str, str] = {}  # language -> MLQA language rules, or None for SQuAD
-        self.extra_report = {}
+        self.extra_report = {"normalisation": self.normalisation}
+        self.predictions, self.gold = {}, {}
         self.que_mode = getattr(args, "que_mode", False)
         self.head_name, self.que_idx = HEAD, None
         if self.que_mode:
@@ -61,9 +62,16 @@ class QAEvaluation:
             self.head_name = QUERY_POINTER_HEAD
             self.que_idx = pretrained.dictionary().index(QUE_SYMBOL)
 
+    prediction_format = "squad"
+
     @staticmethod
     def metrics_reported():
         return ["f1", "exact_match"]
+
+    @staticmethod
+    def metric_definitions():
+        return {"f1": "SQuAD v1.1 / MLQA token F1, best over the gold answers (XTREME: xquad, mlqa)",
+                "exact_match": "SQuAD v1.1 / MLQA exact match"}
 
     def windows(self, example: QAExample, with_answer: bool):
         """Token windows of one question; each a dict with tokens, answer span and offsets."""
@@ -131,10 +139,11 @@ class QAEvaluation:
         self.extra_report["train_questions"] = len(train) - unlocatable
         self.extra_report["train_windows"] = len(train_windows)
         counts = {}
-        files = discover_language_files(args.eval_dir, self.layout, args.split)
+        files = {lang: path for lang, path in discover_language_files(args.eval_dir, self.layout, args.split).items()
+                 if not args.languages or lang in args.languages}
+        if getattr(args, "dev", None):
+            files[DEV] = args.dev
         for lang, path in files.items():
-            if args.languages and lang not in args.languages:
-                continue
             examples = read_squad_json(path)[: args.max_eval_examples]
             windows = []
             for index, example in enumerate(examples):
@@ -144,8 +153,11 @@ class QAEvaluation:
             self._write(f"test_{lang}", windows)
             self.eval_examples[lang], self.eval_windows[lang] = examples, windows
             # XTREME scores XQuAD with the SQuAD v1.1 script; MLQA with its own per-language one
-            self.normalisation[lang] = None if path.name.startswith("xquad") else lang
-            counts[lang] = len(examples)
+            name = os.path.basename(str(path))
+            self.normalisation[lang] = None if name.startswith("xquad") else args.english if lang == DEV else lang
+            if lang != DEV:
+                self.gold[lang] = {ex.qid: list(ex.answers) for ex in examples}
+                counts[lang] = len(examples)
         return counts
 
     def task_args(self):
@@ -173,31 +185,27 @@ class QAEvaluation:
         flat = int(scores.argmax())
         return float(scores.view(-1)[flat]), flat // length, flat % length
 
+    def score(self, model, task, lang):
+        """``({"f1", "exact_match", "examples"}, {question id: predicted answer})``."""
+        pad = task.source_dictionary.pad()
+        examples, windows = self.eval_examples[lang], self.eval_windows[lang]
+        best = {}  # example index -> (score, char begin, char end)
+        with torch.inference_mode():
+            for sample in iterate_batches(task, f"test_{lang}", max_sentences=32):
+                starts, ends = span_logits(model, sample["net_input"], self.head_name, pad, self.que_idx)
+                for row, window_id in enumerate(sample["id"].tolist()):
+                    window = windows[window_id]
+                    offset, size = window["context_offset"], len(window["char_spans"])
+                    if size == 0:
+                        continue
+                    score, s, e = self.best_span(starts[row, offset:offset + size], ends[row, offset:offset + size])
+                    if window["example"] not in best or score > best[window["example"]][0]:
+                        best[window["example"]] = (score, window["char_spans"][s][0], window["char_spans"][e][1])
+        predictions = {ex.qid: (ex.context[best[i][1]:best[i][2]].strip() if i in best else "")
+                       for i, ex in enumerate(examples)}
+        scores = squad_scores(predictions, examples, lang=self.normalisation[lang])
+        return {**scores, "examples": len(examples)}, predictions
+
     def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
         task_args = self.task_args() + (self.few_shot_split(seed) if getattr(self.args, "few_shot", 0) else [])
-        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, task_args,
-                              self.num_train, finetune_config, seed, tensorboard_dir)
-        model, task = load_finetuned(checkpoint, self.data_dir)
-        pad = task.source_dictionary.pad()
-        results = {}
-        with torch.no_grad():
-            for lang in languages:
-                examples, windows = self.eval_examples[lang], self.eval_windows[lang]
-                best = {}  # example index -> (score, char begin, char end)
-                for sample in iterate_batches(task, f"test_{lang}", max_sentences=32):
-                    starts, ends = span_logits(model, sample["net_input"], self.head_name, pad, self.que_idx)
-                    for row, window_id in enumerate(sample["id"].tolist()):
-                        window = windows[window_id]
-                        offset, size = window["context_offset"], len(window["char_spans"])
-                        if size == 0:
-                            continue
-                        score, s, e = self.best_span(starts[row, offset:offset + size], ends[row, offset:offset + size])
-                        if window["example"] not in best or score > best[window["example"]][0]:
-                            best[window["example"]] = (score, window["char_spans"][s][0], window["char_spans"][e][1])
-                predictions = {
-                    ex.qid: (ex.context[best[i][1]:best[i][2]].strip() if i in best else "")
-                    for i, ex in enumerate(examples)
-                }
-                scores = squad_scores(predictions, examples, lang=self.normalisation[lang])
-                results[lang] = {**scores, "examples": len(examples)}
-        return results
+        return finetune_and_score(self, seed, finetune_config, save_dir, tensorboard_dir, languages, task_args)

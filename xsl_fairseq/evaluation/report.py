@@ -47,6 +47,10 @@ def write_report(out_dir: str, name: str, summary: dict, metrics: List[str], con
                  num_seeds: int) -> str:
     os.makedirs(out_dir, exist_ok=True)
     table = markdown(summary, metrics, num_seeds)
+    definitions = config.get("metric_definitions") or {}
+    if definitions:
+        table += "\n\n" + "\n".join(f"- `{metric}`: {definitions[metric]}" for metric in metrics
+                                     if metric in definitions)
     title = f"## {name}: zero-shot {', '.join(metrics)} ({num_seeds} seed{'s' if num_seeds > 1 else ''})\n\n"
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as out:
         out.write(title + table + "\n")

@@ -16,7 +16,7 @@ import torch
 from preprocess import InputError
 
 from ..data.features import write_sequences
-from .finetune import finetune, iterate_batches, load_finetuned
+from .finetune import DEV, finetune_and_score, iterate_batches
 from .readers import SentencePairExample, discover_language_files, read_sentence_pair_tsv
 
 logger = logging.getLogger(__name__)
@@ -37,14 +37,22 @@ def truncate_longest_first(a: List[int], b: List[int], max_content: int):
 class SentencePairEvaluation:
     layout = "xtreme_tsv"
 
+    prediction_format = "labels"
+
     @staticmethod
     def metrics_reported():
         return ["accuracy"]
+
+    @staticmethod
+    def metric_definitions():
+        return {"accuracy": "share of pairs with the right label (XTREME: xnli, pawsx)"}
 
     def __init__(self, args, pretrained, text_encoder, workdir):
         self.args, self.pretrained, self.text_encoder = args, pretrained, text_encoder
         self.data_dir = os.path.join(workdir, "data")
         self.dropped = {}
+        self.predictions, self.gold = {}, {}
+        self.extra_report = {}
 
     def _write_split(self, split, examples: List[SentencePairExample], label_index, source):
         eos = self.text_encoder.dictionary.eos()
@@ -92,6 +100,10 @@ class SentencePairEvaluation:
         for lang, path in self.language_files().items():
             examples = read_sentence_pair_tsv(path)[: held_out or None][: args.max_eval_examples]
             counts[lang] = self._write_split(f"test_{lang}", examples, label_index, str(path))
+            self.gold[lang] = [ex.label for ex in examples]
+        if getattr(args, "dev", None):
+            dev = read_sentence_pair_tsv(args.dev)[: args.max_eval_examples]
+            self._write_split(f"test_{DEV}", dev, label_index, args.dev)
         if getattr(args, "salt", None) == "offline":
             self._write_salt_copy()
         return counts
@@ -135,18 +147,20 @@ class SentencePairEvaluation:
                 "--num-classes", str(len(self.label_names)), "--init-token", "0", "--separator-token", "2",
                 "--classification-head-name", HEAD]
 
+    def score(self, model, task, lang):
+        """``({"accuracy", "examples"}, predicted label of every example in file order)``."""
+        predicted, correct = {}, 0
+        with torch.inference_mode():
+            for sample in iterate_batches(task, f"test_{lang}"):
+                logits = model(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
+                best = logits.argmax(-1)
+                correct += (best == model.get_targets(sample, [logits]).view(-1)).sum().item()
+                for example_id, label in zip(sample["id"].tolist(), best.tolist()):
+                    predicted[example_id] = self.label_names[label]
+        total = len(predicted)
+        return ({"accuracy": 100.0 * correct / max(total, 1), "examples": total},
+                [predicted[i] for i in range(total)])
+
     def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
-        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
-                              self.num_train, finetune_config, seed, tensorboard_dir)
-        model, task = load_finetuned(checkpoint, self.data_dir)
-        results = {}
-        with torch.no_grad():
-            for lang in languages:
-                correct = total = 0
-                for sample in iterate_batches(task, f"test_{lang}"):
-                    logits = model(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
-                    target = model.get_targets(sample, [logits]).view(-1)
-                    correct += (logits.argmax(-1) == target).sum().item()
-                    total += target.numel()
-                results[lang] = {"accuracy": 100.0 * correct / max(total, 1), "examples": total}
-        return results
+        return finetune_and_score(self, seed, finetune_config, save_dir, tensorboard_dir, languages,
+                                  self.task_args())

@@ -6,9 +6,16 @@ the first sub-token of each word (``--label-subtokens all`` also trains the othe
 sub-tokens with the word's label). Sentences longer than ``--max-seq-length`` are
 split into consecutive chunks of whole words, so every word is evaluated.
 
-NER label sets may differ between the English training data and a test language
-(MasakhaNER has DATE, UNER has none): entity F1 is computed on the types present in
-both, and the ignored types are listed per language in ``results.json``.
+Scores as XTREME's ``evaluate.py`` computes them, with this project's figures beside them:
+
+* NER ``f1``: seqeval entity F1 over every entity type of gold and prediction (XTREME's
+  panx). Label sets may differ between the English training data and a test language
+  (MasakhaNER has DATE, UNER has none): ``f1_shared_types`` is the F1 on the types both
+  use (the ignored types are listed per language in ``results.json``); the headline keeps
+  them, so a model that never learned DATE is charged for missing it, and a test set that
+  happens to lack a type still counts spurious predictions of it.
+* POS ``f1``: seqeval F1 over the UPOS tags (XTREME's udpos, see
+  :func:`~xsl_fairseq.evaluation.metrics.seqeval_chunk_counts`); ``accuracy`` per word.
 """
 import abc
 import logging
@@ -22,8 +29,8 @@ from preprocess import InputError
 
 from ..criterions.xsl_token_labeling import token_label_logits
 from ..data.features import IGNORE_LABEL, write_sequences
-from .finetune import finetune, iterate_batches, load_finetuned
-from .metrics import accuracy, ner_f1, restrict_to_types, shared_entity_types
+from .finetune import DEV, finetune_and_score, iterate_batches
+from .metrics import accuracy, ner_f1, pos_f1, shared_entity_types
 from .readers import discover_language_files, read_conllu, read_iob2, read_xtreme_pos_tsv
 
 logger = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ Sentence = Tuple[List[str], List[str]]
 
 class TaggingEvaluation(abc.ABC):
     layouts: Tuple[str, ...] = ()
+    prediction_format = "tags"
 
     def __init__(self, args, pretrained, text_encoder, workdir):
         self.args, self.pretrained, self.text_encoder = args, pretrained, text_encoder
@@ -41,6 +49,7 @@ class TaggingEvaluation(abc.ABC):
         self.eval_sentences = {}
         self.eval_chunks = {}
         self.extra_report = {}
+        self.predictions, self.gold = {}, {}
 
     # -- reading ---------------------------------------------------------
     @abc.abstractmethod
@@ -48,7 +57,7 @@ class TaggingEvaluation(abc.ABC):
         """(words, tags) of every sentence of ``path``."""
 
     @abc.abstractmethod
-    def score(self, lang: str, predicted: List[List[str]]) -> dict:
+    def tag_scores(self, lang: str, predicted: List[List[str]]) -> dict:
         """Metrics of the predicted word tags of ``lang`` against its gold tags."""
 
     def language_files(self):
@@ -120,12 +129,17 @@ class TaggingEvaluation(abc.ABC):
         self.num_train = len(train_features)
         self.train_tags = [tags for _, tags in train]
         counts = {}
-        for lang, paths in self.language_files().items():
+        files = self.language_files()
+        if getattr(args, "dev", None):
+            files[DEV] = [args.dev]
+        for lang, paths in files.items():
             sentences = [s for path in paths for s in self.read(path)][: args.max_eval_examples]
             features = self.featurise(sentences, label_index, train=False)
             self._write(f"test_{lang}", features)
             self.eval_sentences[lang], self.eval_chunks[lang] = sentences, features
-            counts[lang] = len(sentences)
+            if lang != DEV:
+                self.gold[lang] = [list(tags) for _, tags in sentences]
+                counts[lang] = len(sentences)
         return counts
 
     def task_args(self):
@@ -134,7 +148,7 @@ class TaggingEvaluation(abc.ABC):
     def predict(self, model, task, lang) -> List[List[str]]:
         sentences, features = self.eval_sentences[lang], self.eval_chunks[lang]
         predicted = [["O"] * len(words) for words, _ in sentences]
-        with torch.no_grad():
+        with torch.inference_mode():
             for sample in iterate_batches(task, f"test_{lang}"):
                 best = token_label_logits(model, sample["net_input"], HEAD).argmax(-1)
                 for row, chunk_id in enumerate(sample["id"].tolist()):
@@ -144,12 +158,14 @@ class TaggingEvaluation(abc.ABC):
                         predicted[chunk["sentence"]][chunk["begin"] + offset] = label
         return predicted
 
+    def score(self, model, task, lang):
+        """``(scores, predicted tags of every sentence)``."""
+        predicted = self.predict(model, task, lang)
+        return {**self.tag_scores(lang, predicted), "examples": len(self.eval_sentences[lang])}, predicted
+
     def run_seed(self, seed, finetune_config, save_dir, tensorboard_dir, languages):
-        checkpoint = finetune(self.pretrained, self.data_dir, save_dir, self.task_args(),
-                              self.num_train, finetune_config, seed, tensorboard_dir)
-        model, task = load_finetuned(checkpoint, self.data_dir)
-        return {lang: {**self.score(lang, self.predict(model, task, lang)),
-                       "examples": len(self.eval_sentences[lang])} for lang in languages}
+        return finetune_and_score(self, seed, finetune_config, save_dir, tensorboard_dir, languages,
+                                  self.task_args())
 
 
 class NEREvaluation(TaggingEvaluation):
@@ -157,18 +173,24 @@ class NEREvaluation(TaggingEvaluation):
 
     @staticmethod
     def metrics_reported():
-        return ["f1"]
+        return ["f1", "f1_shared_types"]
+
+    @staticmethod
+    def metric_definitions():
+        return {"f1": "XTREME (panx): seqeval entity F1 over every entity type",
+                "f1_shared_types": "seqeval entity F1 on the entity types both the training data and "
+                                   "this language's test data use (evaluated_entity_types)"}
 
     def read(self, path):
         return read_iob2(path)
 
-    def score(self, lang, predicted):
+    def tag_scores(self, lang, predicted):
         gold = [tags for _, tags in self.eval_sentences[lang]]
         shared, ignored = shared_entity_types(self.train_tags, gold)
-        self.extra_report.setdefault("ignored_entity_types", {})[lang] = sorted(ignored)
-        self.extra_report.setdefault("evaluated_entity_types", {})[lang] = sorted(shared)
-        scores = ner_f1(restrict_to_types(gold, shared), restrict_to_types(predicted, shared))
-        return {"f1": scores["f1"]}
+        if lang != DEV:
+            self.extra_report.setdefault("ignored_entity_types", {})[lang] = sorted(ignored)
+            self.extra_report.setdefault("evaluated_entity_types", {})[lang] = sorted(shared)
+        return {"f1": ner_f1(gold, predicted)["f1"], "f1_shared_types": ner_f1(gold, predicted, keep_types=shared)["f1"]}
 
 
 class POSEvaluation(TaggingEvaluation):
@@ -176,15 +198,21 @@ class POSEvaluation(TaggingEvaluation):
 
     @staticmethod
     def metrics_reported():
-        return ["accuracy"]
+        return ["f1", "accuracy"]
+
+    @staticmethod
+    def metric_definitions():
+        return {"f1": "XTREME (udpos): seqeval F1 over the UPOS tag sequences",
+                "accuracy": "share of words with the right UPOS tag"}
 
     def read(self, path):
         return read_conllu(path) if str(path).endswith(".conllu") else read_xtreme_pos_tsv(path)
 
-    def score(self, lang, predicted):
-        gold = [tag for _, tags in self.eval_sentences[lang] for tag in tags]
+    def tag_scores(self, lang, predicted):
+        gold_sentences = [list(tags) for _, tags in self.eval_sentences[lang]]
+        gold = [tag for tags in gold_sentences for tag in tags]
         flat = [tag for tags in predicted for tag in tags]
         unseen = sorted(set(gold) - set(self.label_names))
-        if unseen:
+        if unseen and lang != DEV:
             self.extra_report.setdefault("tags_not_in_training", {})[lang] = unseen
-        return {"accuracy": accuracy(flat, gold)}
+        return {"f1": pos_f1(gold_sentences, predicted), "accuracy": accuracy(flat, gold)}
