@@ -74,8 +74,7 @@ def eval_section(run: pathlib.Path, task: str, title: str):
         def fmt(stats):
             if stats is None:
                 return "-"
-            value = stats["mean"]
-            value = 100 * value if value <= 1.0 else value
+            value = stats["mean"]  # xsl-eval reports percentages
             std = stats.get("std")
             return f"{value:.1f}" if not std or math.isnan(std) else f"{value:.1f} ± {std:.1f}"
 
