@@ -4,7 +4,8 @@ per-language logging) against fairseq's plain ``masked_lm`` on the same data and
     python benchmarks/bench_meta_mlm.py --data work/meta/small/data-bin/multi \
         --out benchmarks/bench_meta_mlm.json
 
-Three ``fairseq-train`` runs, one after the other, each in its own process, same model
+Three configurations of ``fairseq-train``, each run ``--repeats`` times interleaved (A B C A B
+C), each run in its own process, same model
 (``--arch``), batch size, tokens per sample, seed and number of updates:
 
 * ``masked_lm``: stock fairseq ``--task masked_lm --criterion masked_lm`` on ``DATA/<lang>``
@@ -13,7 +14,7 @@ Three ``fairseq-train`` runs, one after the other, each in its own process, same
 * ``meta_switch``: ``xsl_meta_mlm`` switching to smoothed multilingual sampling halfway.
 
 Cost = median over the ``train_inner`` intervals after the first (which holds start-up) of
-fairseq's own ``ups`` (updates / s) and ``wps`` (tokens / s); the batch plan is built when an
+fairseq's own ``ups`` (updates / s) and ``wps`` (tokens / s), then the median over repeats; the batch plan is built when an
 epoch starts, so its one-off cost is timed separately (in this process) for one epoch of
 ``DATA``. Tokens per update differ a little between the runs (different batches), which is
 why words per second is the comparison; updates per second is reported too.
@@ -87,19 +88,26 @@ def main():
     parser.add_argument("--tokens-per-sample", type=int, default=64)
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--log-interval", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs of each configuration")
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "benchmarks", "bench_meta_mlm.json"))
     args = parser.parse_args()
 
     meta = ["--user-dir", os.path.join(REPO_ROOT, "xsl_fairseq"), "--task", "xsl_meta_mlm",
             "--criterion", "xsl_meta_mlm", "--meta-phase1-language", args.language]
     load = os.getloadavg()[0]
-    runs = {
-        "masked_lm": train("masked_lm", os.path.join(args.data, args.language), args,
-                           ["--task", "masked_lm", "--criterion", "masked_lm"]),
-        "meta_phase1": train("meta_phase1", args.data, args, meta + ["--meta-phase1-updates", str(args.updates)]),
-        "meta_switch": train("meta_switch", args.data, args,
-                             meta + ["--meta-phase1-updates", str(args.updates // 2)]),
+    configs = {
+        "masked_lm": (os.path.join(args.data, args.language), ["--task", "masked_lm", "--criterion", "masked_lm"]),
+        "meta_phase1": (args.data, meta + ["--meta-phase1-updates", str(args.updates)]),
+        "meta_switch": (args.data, meta + ["--meta-phase1-updates", str(args.updates // 2)]),
     }
+    # interleaved repeats (A B C A B C ...): a load change on the shared machine hits every configuration
+    repeats = {name: [] for name in configs}
+    for _ in range(args.repeats):
+        for name, (data, extra) in configs.items():
+            repeats[name].append(train(name, data, args, extra))
+    runs = {name: {"repeats": r, "median_ups": statistics.median(x["median_ups"] for x in r),
+                   "median_wps": statistics.median(x["median_wps"] for x in r)}
+            for name, r in repeats.items()}
     base = runs["masked_lm"]
     ratios = {name: {"wps_ratio": round(r["median_wps"] / base["median_wps"], 3),
                      "ups_ratio": round(r["median_ups"] / base["median_ups"], 3)}

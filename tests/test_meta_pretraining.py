@@ -286,3 +286,16 @@ def test_trainable_parameters_rejects_bad_patterns(meta_data_bin):
             "--trainable-parameters", pattern])
         with pytest.raises(ValueError, match=message):
             XslRobertaModel.build_model(args, task)
+
+
+def test_checkpoint_loads_for_inference_with_only_a_dictionary(straight_run, meta_data_bin, tmp_path):
+    """xsl-eval loads checkpoints with ``data`` pointed at the dictionary's directory."""
+    import shutil
+
+    from fairseq import checkpoint_utils
+
+    _, _, out = straight_run
+    shutil.copyfile(meta_data_bin / "dict.txt", tmp_path / "dict.txt")
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(out / "ckpt" / "checkpoint_last.pt")], arg_overrides={"data": str(tmp_path)})
+    assert len(task.dictionary) == models[0].encoder.sentence_encoder.embed_tokens.num_embeddings

@@ -46,7 +46,7 @@ XNLI_LANGUAGES=${XNLI_LANGUAGES:-en,de,fr,es,ru,ar,bg,el,hi,sw,th,tr,ur,vi,zh}
 RUN=$OUT/$START
 BIN=$RUN/data-bin
 mkdir -p "$RUN/logs"
-: > "$RUN/wall_times.txt"
+echo "# run.sh START=$START started $(date -u +%FT%TZ)" >> "$RUN/wall_times.txt"
 
 if [ ! -d "$DATA/ntrex" ] || [ ! -d "$DATA/ud" ]; then
   echo "meta_pretraining: $DATA/ntrex or $DATA/ud not found; set DATA to the shared data folder" >&2
@@ -82,8 +82,9 @@ stage_vocab() {  # sets SPM, DICT, START_ARGS
     [ -f "$BIN/spm.model" ] || xsl-prep spm-train --input "$RUN"/text/*.txt --model-prefix "$BIN/spm" --vocab-size 8000 \
       --max-lines-per-file 6000 --seed "$SEED"
     SPM=$BIN/spm.model DICT=$BIN/dict.txt
-    START_ARGS=(--arch xsl_roberta --encoder-layers 4 --encoder-embed-dim 192 --encoder-ffn-embed-dim 768
-                --encoder-attention-heads 3)
+    SHAPE="--encoder-layers 4 --encoder-embed-dim 192 --encoder-ffn-embed-dim 768 --encoder-attention-heads 3"
+    # shlex-split by xsl-eval: its fine-tuning passes only --arch from the checkpoint, not the shape
+    START_ARGS=(--arch xsl_roberta $SHAPE)
   else
     [ -f "$RUN/e5-full/model.pt" ] || xsl-prep import-encoder --from-e5 --destdir "$RUN/e5-full"
     [ -f "$RUN/e5/model.pt" ] || xsl-prep trim-vocab --model-dir "$RUN/e5-full" --input "$RUN"/text/*.txt \
@@ -131,18 +132,18 @@ stage_head_warmup() {  # e5 only: train the fresh MLM head with the encoder froz
 
 evaluate_small() {  # name
   local name=$1 ckpt=$RUN/checkpoints/$1/checkpoint_last.pt
-  timed "pos_$name" xsl-eval pos --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
+  [ -f "$RUN/eval/$name/pos/results.json" ] || timed "pos_$name" xsl-eval pos --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
     --train "$DATA/ud/en_ewt/en_ewt-ud-train.conllu" --eval-dir "$DATA/ud" --split test \
     --languages en,de,fr,es,ru --max-train-examples "$POS_TRAIN" --max-eval-examples "$POS_EVAL" \
-    --epochs "$POS_EPOCHS" --lr 1e-4 --seeds "$SEED" --out "$RUN/eval/$name/pos"
-  timed "flores_$name" xsl-eval retrieval --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
+    --epochs "$POS_EPOCHS" --lr 1e-4 --seeds "$SEED" --out "$RUN/eval/$name/pos" --fairseq-args="$SHAPE"
+  [ -f "$RUN/eval/$name/flores/results.json" ] || timed "flores_$name" xsl-eval retrieval --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
     --eval-dir "$DATA/flores101" --split devtest --languages deu,fra,spa,rus \
     --max-eval-examples "$FLORES_EVAL" --out "$RUN/eval/$name/flores"
 }
 
 evaluate_e5() {  # name
   local name=$1 ckpt=$RUN/checkpoints/$1/checkpoint_last.pt
-  timed "xnli_$name" xsl-eval sentence-pair --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
+  [ -f "$RUN/eval/$name/xnli/results.json" ] || timed "xnli_$name" xsl-eval sentence-pair --checkpoint "$ckpt" --dict "$DICT" --spm "$SPM" \
     --train "$DATA/xnli/dev-en.tsv" --eval-dir "$DATA/xnli" --split dev --languages "$XNLI_LANGUAGES" \
     --held-out-items 500 --max-train-examples "$XNLI_TRAIN" --epochs "$XNLI_EPOCHS" --lr 3e-5 \
     --batch-size 32 --seeds "$SEED" --fairseq-args=--freeze-embeddings --out "$RUN/eval/$name/xnli"
@@ -152,8 +153,9 @@ timed text stage_text
 stage_vocab
 [ -f "$BIN/multi/dict.txt" ] || timed binarize stage_binarize
 if [ "$START" = e5 ]; then timed head_warmup stage_head_warmup; fi
-timed pretrain_meta pretrain meta "$P1"
-timed pretrain_multi pretrain multi 0
+# an existing final checkpoint is kept (rerun the evaluations only); delete it to retrain
+[ -f "$RUN/checkpoints/meta/checkpoint_last.pt" ] || timed pretrain_meta pretrain meta "$P1"
+[ -f "$RUN/checkpoints/multi/checkpoint_last.pt" ] || timed pretrain_multi pretrain multi 0
 for name in meta multi; do
   if [ "$START" = small ]; then evaluate_small "$name"; else evaluate_e5 "$name"; fi
 done

@@ -4,7 +4,7 @@
 
 Reads ``RUN_DIR/logs/{meta,multi}.log`` (fairseq-train JSON logs: the last ``train_inner``
 record and the final ``valid_<lang>`` records = held-out MLM loss per language),
-``RUN_DIR/eval/<run>/<task>/results.json`` (xsl-eval) and ``RUN_DIR/wall_times.txt``; writes
+``RUN_DIR/eval/<run>/<task>/results.json`` (xsl-eval) and ``RUN_DIR/wall_times*.txt``; writes
 ``RUN_DIR/summary.md`` and prints it.
 """
 import json
@@ -74,8 +74,7 @@ def eval_section(run: pathlib.Path, task: str, title: str):
         def fmt(stats):
             if stats is None:
                 return "-"
-            value = stats["mean"]
-            value = 100 * value if value <= 1.0 else value
+            value = stats["mean"]  # xsl-eval reports percentages
             std = stats.get("std")
             return f"{value:.1f}" if not std or math.isnan(std) else f"{value:.1f} ± {std:.1f}"
 
@@ -94,9 +93,10 @@ def main(run_dir: str) -> None:
     lines += eval_section(run, "pos", "Zero-shot POS, UD test (fine-tuned on English EWT)")
     lines += eval_section(run, "flores", "FLORES-101 devtest retrieval, xx<->en mean of both directions")
     lines += eval_section(run, "xnli", "Zero-shot XNLI dev (items 1-500 held out)")
-    times = run / "wall_times.txt"
-    if times.is_file():
-        lines += ["## Wall times", "", "```", times.read_text(encoding="utf-8").strip(), "```"]
+    times = sorted(run.glob("wall_times*.txt"))
+    if times:
+        lines += ["## Wall times (seconds; the load average at the end of each stage)", "", "```"]
+        lines += [t.read_text(encoding="utf-8").strip() for t in times] + ["```"]
     text = "\n".join(lines) + "\n"
     (run / "summary.md").write_text(text, encoding="utf-8")
     print(text)

@@ -152,8 +152,15 @@ def check_language_dirs(data: str, languages: List[str], dict_path: str) -> None
 class XslMetaMLMTask(XslMaskedLMTask):
     cfg: XslMetaMLMConfig
 
-    def __init__(self, cfg: XslMetaMLMConfig, dictionary=None):
+    def __init__(self, cfg: XslMetaMLMConfig, dictionary=None, inference_only: bool = False):
         super().__init__(cfg, dictionary)
+        self.schedule = None  # built when the training data is loaded (needs corpus sizes)
+        self._plan = None
+        self._optimizer_reset_done = False
+        self._rewarmed_update = None
+        if inference_only:
+            self.languages = [c.strip() for c in cfg.languages.split(",") if c.strip()]
+            return
         self.languages = discover_languages(cfg.data, cfg.languages)
         if cfg.meta_phase1_language not in self.languages:
             raise ValueError(
@@ -174,10 +181,20 @@ class XslMetaMLMTask(XslMaskedLMTask):
             raise ValueError("xsl_meta_mlm needs one --update-freq for all epochs (the schedule "
                              f"maps batches to updates), got {update_freq}")
         self.update_freq = int(update_freq[0])
-        self.schedule = None  # built when the training data is loaded (needs corpus sizes)
-        self._plan = None
-        self._optimizer_reset_done = False
-        self._rewarmed_update = None
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        """Loading a checkpoint for inference (``from_checkpoint``, e.g. ``xsl-eval`` pointing
+        ``data`` at the dictionary's directory) needs only the dictionary, not the corpus."""
+        data = cfg.data
+        if kwargs.get("from_checkpoint") and not any(
+                os.path.isfile(os.path.join(data, name, "train.idx"))
+                for name in (os.listdir(data) if os.path.isdir(data) else [])):
+            dict_path = os.path.join(data, "dict.txt")
+            if not os.path.isfile(dict_path):
+                raise FileNotFoundError(f"{dict_path}: dictionary not found")
+            return cls(cfg, Dictionary.load(dict_path), inference_only=True)
+        return cls(cfg, cls.load_dict(cfg))
 
     @classmethod
     def load_dict(cls, cfg):
