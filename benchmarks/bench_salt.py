@@ -29,10 +29,8 @@ before the first update; on CUDA, ``torch.cuda.max_memory_allocated``.
 import argparse
 import json
 import os
-import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ from types import SimpleNamespace
 
 import torch
 
-from report import environment, write_report
+from report import add_update_benchmark_arguments, environment, memory_fields, run_in_worker, time_updates, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -55,15 +53,6 @@ PASS_COUNT_BOUND = (
     "backward (B augmented rows, stacked with the clean rows); salt_offline = plain + 1 classification forward "
     "and backward (the copy is written once, offline_copy_seconds)"
 )
-
-
-def _resident_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_resident_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def write_data(args, data_dir: str) -> int:
@@ -84,7 +73,7 @@ def write_data(args, data_dir: str) -> int:
 
 
 def run_worker(name: str, args) -> dict:
-    from fairseq import options, tasks, utils
+    from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.optim.adam import Adam
 
@@ -116,41 +105,16 @@ def run_worker(name: str, args) -> dict:
     optimizer = Adam(trainable, lr=1e-5, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
 
     dataset = task.datasets["train"]
-    order = dataset.ordered_indices()
-    total = args.warmup + args.updates
-    if len(order) < total * args.batch_size:
-        raise SystemExit(f"{args.data}: {len(order)} pairs, {total * args.batch_size} needed")
-    seconds, tokens, losses = [], [], []
-    if args.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    resident_before = _resident_mib()
-    for update in range(total):
-        batch = order[update * args.batch_size:(update + 1) * args.batch_size]
-        sample = dataset.collater([dataset[int(i)] for i in batch])
-        sample = utils.move_to_cuda(sample) if args.device == "cuda" else sample
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss, sample_size, _ = criterion(model, sample)
-        (loss / max(float(sample_size), 1.0)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        if update >= args.warmup:
-            seconds.append(elapsed)
-            tokens.append(int(sample["ntokens"]))
-        losses.append(float(loss) / max(float(sample_size), 1.0))
+    timed = time_updates(criterion, model, optimizer, dataset, args.batch_size, args.warmup, args.updates,
+                         args.device, what=f"pairs in {args.data}")
+    seconds, tokens, losses = timed["seconds"], timed["tokens"], timed["losses"]
     result = {
         "configuration": name,
         "flags": CONFIGURATIONS[name] + shlex.split(args.model_args),
         "seconds_per_update": statistics.mean(seconds),
         "seconds_per_update_each": seconds,
         "tokens_per_update": statistics.mean(tokens),
-        "peak_resident_mib": round(_peak_resident_mib(), 1),
-        "resident_before_first_update_mib": round(resident_before, 1),
-        "peak_growth_mib": round(_peak_resident_mib() - resident_before, 1),
+        **memory_fields(timed["resident_before"]),
         "loss_per_sample": losses,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in trainable),
@@ -158,7 +122,7 @@ def run_worker(name: str, args) -> dict:
     }
     if copy_seconds is not None:
         result["offline_copy_seconds"] = round(copy_seconds, 2)
-        result["offline_copy_pairs"] = len(order)
+        result["offline_copy_pairs"] = len(dataset)
     if args.device == "cuda":
         result["cuda_max_memory_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return result
@@ -172,16 +136,7 @@ def main(argv=None):
     parser.add_argument("--held-out-items", type=int, default=500)
     parser.add_argument("--max-train-examples", type=int, default=None)
     parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--arch", default="xsl_roberta_tiny")
-    parser.add_argument("--model-args", default="",
-                        help="extra model flags, written with '=': --model-args=--freeze-embeddings")
-    parser.add_argument("--out", required=True, help="JSON result file")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentence pairs per update")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--updates", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--seed", type=int, default=1)
+    add_update_benchmark_arguments(parser, batch_help="sentence pairs per update")
     parser.add_argument("--configurations", default=",".join(CONFIGURATIONS),
                         help="comma-separated subset of " + ", ".join(CONFIGURATIONS))
     parser.add_argument("--worker", choices=sorted(CONFIGURATIONS), help=argparse.SUPPRESS)
@@ -204,13 +159,8 @@ def main(argv=None):
     results = {}
     load_before = os.getloadavg()
     for name in names:
-        command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--data", data_dir,
-                   "--num-classes", str(num_classes), *(argv if argv is not None else sys.argv[1:])]
-        proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(lines[-1][len("RESULT "):])
+        results[name] = run_in_worker(__file__, name, ["--data", data_dir, "--num-classes", str(num_classes),
+                                                       *(argv if argv is not None else sys.argv[1:])])
         print(f"{name}: {results[name]['seconds_per_update']:.3f} s/update, peak RSS "
               f"{results[name]['peak_resident_mib']} MiB (+{results[name]['peak_growth_mib']} MiB over the model)",
               flush=True)
