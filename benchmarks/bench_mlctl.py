@@ -34,13 +34,11 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-from report import environment, peak_resident_mib, resident_mib, write_report
+from report import add_update_benchmark_arguments, environment, memory_fields, run_in_worker, time_updates, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -67,7 +65,7 @@ def _masked_lm_sample(sample: dict, pad: int) -> dict:
 
 
 def run_worker(name: str, args) -> dict:
-    from fairseq import options, tasks, utils
+    from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.optim.adam import Adam
 
@@ -91,37 +89,18 @@ def run_worker(name: str, args) -> dict:
 
     dataset = task.datasets["train"]
     dataset.set_epoch(1)
-    order = dataset.ordered_indices()
-    total = args.warmup + args.updates
-    if len(order) < total * args.batch_size:
-        raise SystemExit(f"{args.data}: {len(order)} samples, {total * args.batch_size} needed")
     pad = task.dictionary.pad()
-    seconds, tokens, losses = [], [], []
-    if args.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    resident_before = resident_mib()
-    for update in range(total):
-        batch = order[update * args.batch_size:(update + 1) * args.batch_size]
-        sample = dataset.collater([dataset[int(i)] for i in batch])
-        if name == "masked_lm":
-            if "x_mlm" not in sample:  # masked_lm needs the task's masked copies even if mlctl_no_mlm has none
-                raise SystemExit("masked_lm needs --mask-prob > 0")
-            sample = _masked_lm_sample(sample, pad)
-        sample = utils.move_to_cuda(sample) if args.device == "cuda" else sample
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        loss, sample_size, _ = criterion(model, sample)
-        (loss / max(float(sample_size), 1.0)).backward()  # fairseq multiplies gradients by 1 / sample_size
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        if update >= args.warmup:
-            seconds.append(elapsed)
-            tokens.append(int(sample["ntokens"]))
-        losses.append(float(loss) / max(float(sample_size), 1.0))
+
+    def prepare(sample):
+        if name != "masked_lm":
+            return sample
+        if "x_mlm" not in sample:  # masked_lm needs the task's masked copies even if mlctl_no_mlm has none
+            raise SystemExit("masked_lm needs --mask-prob > 0")
+        return _masked_lm_sample(sample, pad)
+
+    timed = time_updates(criterion, model, optimizer, dataset, args.batch_size, args.warmup, args.updates,
+                         args.device, prepare=prepare, what=f"samples in {args.data}")
+    seconds, tokens, losses = timed["seconds"], timed["tokens"], timed["losses"]
     result = {
         "configuration": name,
         "flags": CONFIGURATIONS[name] + shlex.split(args.model_args),
@@ -129,9 +108,7 @@ def run_worker(name: str, args) -> dict:
         "seconds_per_update_each": seconds,
         "words_per_update": statistics.mean(tokens),
         "words_per_second": sum(tokens) / sum(seconds),
-        "peak_resident_mib": round(peakresident_mib(), 1),
-        "resident_before_first_update_mib": round(resident_before, 1),
-        "peak_growth_mib": round(peakresident_mib() - resident_before, 1),
+        **memory_fields(timed["resident_before"]),
         "loss_per_sample_unit": losses,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in trainable),
@@ -145,16 +122,7 @@ def run_worker(name: str, args) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="xsl-prep mlctl-wps output (train split used)")
-    parser.add_argument("--arch", default="xsl_roberta_tiny")
-    parser.add_argument("--model-args", default="",
-                        help="extra model flags, written with '=': --model-args=--freeze-embeddings")
-    parser.add_argument("--out", required=True, help="JSON result file")
-    parser.add_argument("--batch-size", type=int, default=32, help="samples (sentence pairs) per update")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--updates", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--seed", type=int, default=1)
+    add_update_benchmark_arguments(parser, batch_help="samples (sentence pairs) per update")
     parser.add_argument("--worker", choices=sorted(CONFIGURATIONS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -164,13 +132,7 @@ def main(argv=None):
     results = {}
     load_before = os.getloadavg()
     for name in CONFIGURATIONS:
-        command = [sys.executable, os.path.abspath(__file__), "--worker", name, *(argv if argv is not None
-                                                                                   else sys.argv[1:])]
-        proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            raise SystemExit(f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(lines[-1][len("RESULT "):])
+        results[name] = run_in_worker(__file__, name, argv if argv is not None else sys.argv[1:])
         print(f"{name}: {results[name]['words_per_second']:.0f} words/s, {results[name]['seconds_per_update']:.3f} "
               f"s/update, peak RSS {results[name]['peak_resident_mib']} MiB "
               f"(+{results[name]['peak_growth_mib']} MiB over the model)", flush=True)

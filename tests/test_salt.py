@@ -309,3 +309,28 @@ def test_salt_augment_cli_errors(tiny_pretrained, tmp_path, capsys):  # noqa: F8
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(tiny_pretrained.read_bytes()[:1000])
     fails(data, truncated, "truncated.pt: not a readable fairseq checkpoint")
+
+
+def test_augmented_copy_must_match_the_clean_data(tmp_path):
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    clean = write_toy_pair_data(tmp_path / "clean", examples=40, seed=0)
+
+    def load(copy):
+        flags = [str(clean), "--user-dir", "xsl_fairseq", "--task", "xsl_sentence_prediction", "--num-classes", "2",
+                 "--init-token", "0", "--separator-token", "2", "--arch", "xsl_roberta_tiny", "--cpu",
+                 "--criterion", "sentence_prediction", "--salt-augmented-data", str(copy)]
+        cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), flags))
+        task = tasks.setup_task(cfg.task)
+        return task, task.load_dataset("train")
+
+    task, dataset = load(clean)  # a "copy" identical to the data: every example pairs with itself
+    sample = dataset.collater([dataset[i] for i in range(4)])
+    assert torch.equal(sample["salt_net_input"]["src_tokens"], sample["net_input"]["src_tokens"])
+    with pytest.raises(ValueError, match="example lengths differ"):
+        load(write_toy_pair_data(tmp_path / "other", examples=40, seed=1))
+    with pytest.raises(ValueError, match="40"):
+        load(write_toy_pair_data(tmp_path / "fewer", examples=30, seed=0))
+    with pytest.raises(FileNotFoundError, match="no input0"):
+        load(tmp_path / "missing")

@@ -84,8 +84,9 @@ def topk_substitutes(mlm_logits: torch.Tensor, original: torch.Tensor, k: int,
     """The k most likely tokens of each row of ``mlm_logits`` (N x V), the row's
     ``original`` token and ``excluded_vocab`` (V, bool) left out; weights are the softmax of
     the k kept logits (= the top-k probabilities renormalised)."""
+    # one N x V copy (the rest in place): on a 90k vocabulary these passes cost as much as the top-k
     logits = mlm_logits.float().masked_fill(excluded_vocab.to(mlm_logits.device), float("-inf"))
-    logits = logits.scatter(1, original.unsqueeze(1), float("-inf"))
+    logits.scatter_(1, original.unsqueeze(1), float("-inf"))
     allowed = int((~excluded_vocab).sum()) - 1  # the original may be an allowed id
     if k < 1 or k > allowed:
         raise ValueError(f"top-k of {k} substitutes, but only {allowed} vocabulary entries are allowed")
