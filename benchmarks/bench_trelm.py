@@ -101,9 +101,9 @@ def run_worker(name: str, args) -> dict:
         "seconds_per_update": statistics.mean(seconds), "seconds_per_update_each": seconds,
         "words_per_update": statistics.mean(tokens), "words_per_second": sum(tokens) / sum(seconds),
         "predicted_tokens_per_update": statistics.mean(predicted),
-        "peak_resident_mib": round(peakresident_mib(), 1),
+        "peak_resident_mib": round(peak_resident_mib(), 1),
         "resident_before_first_update_mib": round(resident_before, 1),
-        "peak_growth_mib": round(peakresident_mib() - resident_before, 1),
+        "peak_growth_mib": round(peak_resident_mib() - resident_before, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocabulary": len(task.dictionary), "backbone_layers": layers,
     }
