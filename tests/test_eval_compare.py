@@ -105,6 +105,15 @@ def test_dev_must_not_be_the_training_file(tiny_pretrained, shared_data, tmp_pat
     assert "is the --train file" in capsys.readouterr().err
 
 
+def test_dev_must_hold_examples(tiny_pretrained, shared_data, tmp_path, capsys):  # noqa: F811
+    empty = tmp_path / "empty.conllu"
+    empty.write_text("", encoding="utf-8")
+    ud = shared_data / "ud"
+    code = xsl_eval(["pos", "--checkpoint", str(tiny_pretrained), "--eval-dir", str(ud), "--languages", "de",
+                     *map(str, tiny_finetuning(tmp_path, next(ud.rglob("en_ewt-ud-train.conllu")), "--dev", empty))])
+    assert code == 2 and f"{empty}: no sentences" in capsys.readouterr().err
+
+
 def test_pos_and_ner_report_xtreme_f1_and_rescore(tiny_pretrained, shared_data, tmp_path):  # noqa: F811
     ud = shared_data / "ud"
     assert xsl_eval(["pos", "--checkpoint", str(tiny_pretrained), "--eval-dir", str(ud), "--languages", "de",

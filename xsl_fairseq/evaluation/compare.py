@@ -221,9 +221,9 @@ def markdown(table: dict, digits: int = 1) -> str:
 
 def chart(table: dict, path: str) -> None:
     """Grouped bars: one group per language (and the average), one bar per run."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its import and font search log at DEBUG
     import matplotlib
 
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font search logs at DEBUG
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

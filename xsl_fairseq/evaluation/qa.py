@@ -145,6 +145,8 @@ class QAEvaluation:
             files[DEV] = args.dev
         for lang, path in files.items():
             examples = read_squad_json(path)[: args.max_eval_examples]
+            if lang == DEV and not examples:
+                raise InputError(f"--dev {args.dev}: no questions")
             windows = []
             for index, example in enumerate(examples):
                 for window in self.windows(example, with_answer=False):

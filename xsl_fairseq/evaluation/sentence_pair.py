@@ -103,6 +103,8 @@ class SentencePairEvaluation:
             self.gold[lang] = [ex.label for ex in examples]
         if getattr(args, "dev", None):
             dev = read_sentence_pair_tsv(args.dev)[: args.max_eval_examples]
+            if not dev:
+                raise InputError(f"--dev {args.dev}: no examples")
             self._write_split(f"test_{DEV}", dev, label_index, args.dev)
         if getattr(args, "salt", None) == "offline":
             self._write_salt_copy()

@@ -134,6 +134,8 @@ class TaggingEvaluation(abc.ABC):
             files[DEV] = [args.dev]
         for lang, paths in files.items():
             sentences = [s for path in paths for s in self.read(path)][: args.max_eval_examples]
+            if lang == DEV and not sentences:
+                raise InputError(f"--dev {args.dev}: no sentences")
             features = self.featurise(sentences, label_index, train=False)
             self._write(f"test_{lang}", features)
             self.eval_sentences[lang], self.eval_chunks[lang] = sentences, features
