@@ -23,7 +23,9 @@ JOINT_VOCAB=${JOINT_VOCAB:-8000}
 ADV_EPOCHS=${ADV_EPOCHS:-5}             # MUSE schedule scaled down (official: 50 epochs of 1e6 words)
 EPOCH_SIZE=${EPOCH_SIZE:-32000}
 DIS_HIDDEN=${DIS_HIDDEN:-512}           # official: 2048
-POS_EPOCHS=${POS_EPOCHS:-3}
+POS_EPOCHS=${POS_EPOCHS:-10}
+POS_LR=${POS_LR:-5e-4}                  # a tiny model needs more than XTREME's 2e-5 for 10 epochs of 800 sentences
+FASTTEXT_EPOCHS=${FASTTEXT_EPOCHS:-10}  # official: 10
 SEED=${SEED:-1}
 TOTAL_UPDATES=$((COMMONALITY_UPDATES + UPPER_UPDATES + LOWER_UPDATES + LANGUAGE_UPDATES))
 PLUGIN=$(cd "$(dirname "$0")/../.." && pwd)/xsl_fairseq
@@ -78,7 +80,7 @@ vocabulary() {  # stage 0: joint vocabulary, aligned fastText vectors, initial x
   timed vocab 0 xsl-prep trelm-vocab --english-checkpoint "$OUT/english/checkpoints/checkpoint_last.pt" \
     --english-text "$OUT/text/para.en" "$OUT/text/english.txt" --new-text "$OUT/text/para.de" \
     --destdir "$OUT/vocab" --vocab-size "$JOINT_VOCAB" --arch xsl_trelm_tiny \
-    --adv-epochs "$ADV_EPOCHS" --epoch-size "$EPOCH_SIZE" --dis-hidden "$DIS_HIDDEN" \
+    --fasttext-epochs "$FASTTEXT_EPOCHS" --adv-epochs "$ADV_EPOCHS" --epoch-size "$EPOCH_SIZE" --dis-hidden "$DIS_HIDDEN" \
     --source-normalize center --align-rescale --seed "$SEED" | tee "$OUT/results/trelm_vocab.txt"
 }
 
@@ -127,7 +129,7 @@ pos() {  # German POS: fine-tune on UD German GSD dev, evaluate on GSD test
   for name in language scratch; do
     xsl-eval pos --checkpoint "$OUT/checkpoints/$name/checkpoint_last.pt" \
       --train "$DATA/ud/de_gsd/de_gsd-ud-dev.conllu" --eval-dir "$DATA/ud" --split test --languages de \
-      --english de --epochs "$POS_EPOCHS" --out "$OUT/results/pos_$name"
+      --english de --epochs "$POS_EPOCHS" --lr "$POS_LR" --out "$OUT/results/pos_$name"
   done
 }
 
