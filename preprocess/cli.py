@@ -4,7 +4,7 @@ import logging
 import os
 import sys
 
-from . import InputError
+from . import InputError, word_tokenize
 
 
 def _spm_train(args):
@@ -146,7 +146,7 @@ def _trelm_align(args):
     report = align_corpus(args.src, args.tgt, args.src_lang, args.tgt_lang, args.spm, args.dict, args.destdir,
                           alignments_path=args.alignments, symmetrization=args.symmetrize,
                           max_tokens_per_side=args.max_tokens_per_side, valid_lines=args.valid_lines,
-                          seed=args.seed)
+                          seed=args.seed, word_tokenizer=args.word_tokenizer)
     print(f"{args.destdir}: {report['splits']}, drops {report['drops']}, "
           f"{100 * report['aligned_target_piece_fraction']:.1f}% of target pieces aligned")
 
@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alignments", default=None,
                    help="precomputed Pharaoh i-j links over the whitespace words, line-aligned; "
                         "default: align with eflomal")
+    p.add_argument("--word-tokenizer", default=None,
+                   choices=("auto",) + word_tokenize.TOKENIZERS,
+                   help="words that are aligned (default: auto = sacremoses, or jieba / fugashi / PyThaiNLP "
+                        "for zh / ja / th; whitespace with --alignments, whose links count whitespace tokens)")
     p.add_argument("--symmetrize", default="grow-diag-final-and",
                    choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"])
     p.add_argument("--max-tokens-per-side", type=int, default=126,

@@ -4,8 +4,11 @@ TreLM (arXiv 2107.12627; official code agcbi2017/TreLM, ``scripts/read_alignment
 target token the index of the source token whose state the TRILayer reads. The official pipeline runs
 fast_align on WordPiece tokens; here words are aligned and the links mapped onto sentencepiece pieces:
 
-1. **Words** are the whitespace-separated tokens of each line (pre-tokenise the text, e.g. with Moses,
-   for better links; an external aligner's Pharaoh ``i-j`` links, ``--alignments``, refer to these words).
+1. **Words** come from :mod:`preprocess.word_tokenize` (``--word-tokenizer``, default ``auto``:
+   sacremoses for space-delimited languages, jieba / fugashi / PyThaiNLP for zh / ja / th), with
+   raw-text offsets, so "Haus," is the two words "Haus" and ",". With ``--alignments`` (Pharaoh ``i-j``
+   links from an external aligner) the default is ``whitespace``: the links refer to the file's
+   whitespace-separated tokens. ``--word-tokenizer whitespace`` keeps the earlier behaviour.
 2. **Links**: eflomal over the whole corpus in both directions, symmetrised (``--symmetrize``,
    grow-diag-final-and), with :mod:`preprocess.word_alignment` (shared with ``clism-spans``).
 3. **Pieces**: each piece belongs to the word holding its first visible character (a piece that is
@@ -35,11 +38,10 @@ import logging
 import os
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-import regex
-
 from . import InputError
 from .binarize import copy_vocabulary, split_holdout
 from .text import count_lines, iter_lines
+from .word_tokenize import get_tokenizer, resolve, tokenizer_fallbacks, whitespace_words
 from .word_alignment import SYMMETRIZATIONS, Link, eflomal_align, parse_pharaoh
 
 logger = logging.getLogger(__name__)
@@ -49,13 +51,12 @@ METADATA_FILE = "trelm.json"
 UNALIGNED = -1
 DROP_REASONS = ("empty_side", "too_long", "no_link")
 
-_WORD = regex.compile(r"\S+")
-
-
-def piece_words(text: str, piece_spans: Sequence[Tuple[int, int]]) -> Tuple[List[int], int]:
-    """For each piece (``[begin, end)`` characters of ``text``) the index of its whitespace word
-    (see the module docstring), and the number of words."""
-    words = [m.span() for m in _WORD.finditer(text)]
+def piece_words(text: str, piece_spans: Sequence[Tuple[int, int]],
+                words: Optional[Sequence[Tuple[int, int]]] = None) -> Tuple[List[int], int]:
+    """For each piece (``[begin, end)`` characters of ``text``) the index of its word (see the
+    module docstring), and the number of words. ``words`` are ``[begin, end)`` word offsets in
+    text order (default: whitespace words)."""
+    words = whitespace_words(text) if words is None else list(words)
     owner, w = [], 0
     for begin, end in piece_spans:
         visible = next((c for c in range(begin, end) if not text[c].isspace()), None)
@@ -83,6 +84,13 @@ def piece_alignment(links: Set[Link], src_owner: List[int], tgt_owner: List[int]
     return result
 
 
+def _word_tokenizer(name: str, lang: str):
+    """The word tokeniser ``name`` for ``lang`` (``auto`` resolved); scripts without a segmenter
+    here (lo, km, my) fall back to whitespace words."""
+    resolved = resolve(name, lang)
+    return get_tokenizer(resolved or "whitespace", lang)
+
+
 def _read_corpus(src_path: str, tgt_path: str, alignments_path: Optional[str]):
     counts = {path: count_lines(path) for path in filter(None, (src_path, tgt_path, alignments_path))}
     if len(set(counts.values())) > 1:
@@ -95,7 +103,8 @@ def _read_corpus(src_path: str, tgt_path: str, alignments_path: Optional[str]):
 
 def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm_model: str, dict_path: str,
                  destdir: str, alignments_path: Optional[str] = None, symmetrization: str = "grow-diag-final-and",
-                 max_tokens_per_side: int = 126, valid_lines: int = 0, seed: int = 1) -> dict:
+                 max_tokens_per_side: int = 126, valid_lines: int = 0, seed: int = 1,
+                 word_tokenizer: Optional[str] = None) -> dict:
     from xsl_fairseq.data.dictionary import load_dictionary
     from xsl_fairseq.data.features import write_sequences
     from xsl_fairseq.evaluation.pretrained import TextEncoder
@@ -109,6 +118,9 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
     for path in (spm_model, dict_path):
         if not os.path.isfile(path):
             raise InputError(f"{path}: not found")
+    # with --alignments the links count the file's whitespace tokens, so those are the words
+    word_tokenizer = word_tokenizer or ("whitespace" if alignments_path else "auto")
+    src_words_of, tgt_words_of = (_word_tokenizer(word_tokenizer, lang) for lang in (src_lang, tgt_lang))
     dictionary = load_dictionary(dict_path)
     encoder = TextEncoder(spm_model, dictionary)
     src_lines, tgt_lines, align_lines = _read_corpus(src_path, tgt_path, alignments_path)
@@ -127,9 +139,11 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
         if len(src_ids) > max_tokens_per_side or len(tgt_ids) > max_tokens_per_side:
             drops["too_long"] += 1
             continue
-        src_owner, src_words = piece_words(src, src_spans)
-        tgt_owner, tgt_words = piece_words(tgt, tgt_spans)
-        kept.append((k, number, src_ids, tgt_ids, src_owner, tgt_owner, src.split(), tgt.split()))
+        src_words, tgt_words = src_words_of(src), tgt_words_of(tgt)
+        src_owner, _ = piece_words(src, src_spans, src_words)
+        tgt_owner, _ = piece_words(tgt, tgt_spans, tgt_words)
+        kept.append((k, number, src_ids, tgt_ids, src_owner, tgt_owner,
+                     [src[b:e] for b, e in src_words], [tgt[b:e] for b, e in tgt_words]))
 
     if align_lines is not None:
         links = [set(parse_pharaoh(align_lines[row[0]], len(row[6]), len(row[7]), f"{alignments_path}:{row[1]}"))
@@ -166,6 +180,7 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
         "format": FORMAT, "src_lang": src_lang, "tgt_lang": tgt_lang, "dictionary_size": len(dictionary),
         "inputs": [src_path, tgt_path] + ([alignments_path] if alignments_path else []),
         "aligner": "pharaoh file" if alignments_path else f"eflomal ({symmetrization})",
+        "word_tokenizer": word_tokenizer, "tokenizer_fallback_lines": tokenizer_fallbacks(),
         "pairs_read": len(src_lines), "drops": drops, "splits": splits,
         "aligned_target_piece_fraction": round(aligned_pieces / max(target_pieces, 1), 4),
     }

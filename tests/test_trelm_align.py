@@ -71,3 +71,22 @@ def test_bad_inputs_name_file_and_line(tiny_data_bin, tmp_path, capsys):
     code = cli_main(["trelm-align", "--src", src, "--tgt", tgt, "--tgt-lang", "de", "--spm", spm,
                      "--dict", dictionary, "--destdir", str(tmp_path / "o4"), "--max-tokens-per-side", "0"])
     assert code == 2 and "must be positive" in capsys.readouterr().err
+
+
+def test_words_come_from_the_language_aware_tokenizer(tiny_data_bin, tmp_path):
+    """Punctuation attached to a word is a word of its own, so a link reaches "Haus" in "Haus,"; the
+    tokens handed to the aligner are the raw text at their offsets."""
+    spm, dictionary = str(tiny_data_bin / "spm.model"), str(tiny_data_bin / "dict.txt")
+    src = write(tmp_path / "p.en", ["The house, red."])
+    tgt = write(tmp_path / "p.de", ["Das Haus, rot."])
+    # moses words: The house , red .  /  Das Haus , rot .
+    links = write(tmp_path / "links", ["0-0 1-1 2-2 3-3 4-4"])
+    moses = align_corpus(src, tgt, "en", "de", spm, dictionary, str(tmp_path / "moses"), alignments_path=links,
+                         word_tokenizer="moses")
+    assert moses["word_tokenizer"] == "moses" and moses["drops"]["no_link"] == 0
+    with pytest.raises(InputError, match=r"links:1: link .* points past the end"):
+        # the same links over whitespace words (4 per side) point past the end
+        align_corpus(src, tgt, "en", "de", spm, dictionary, str(tmp_path / "ws"), alignments_path=links)
+    from preprocess.trelm_align import _word_tokenizer
+    words = _word_tokenizer("auto", "de")("Das Haus, rot.")
+    assert ["Das Haus, rot."[b:e] for b, e in words] == ["Das", "Haus", ",", "rot", "."]
