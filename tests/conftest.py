@@ -68,3 +68,58 @@ def tiny_data_bin(tiny_corpus, tmp_path_factory) -> Path:
                       str(root / "dict.txt"), str(root / "para" / "en-de"),
                       spm_model=str(root / "spm.model"), valid_lines=30)
     return root
+
+
+# ------------------------------------------------------------------ tiny data builders used by several test files
+
+
+def build_trelm_aligned(tiny_corpus: dict, tiny_data_bin: Path, out: Path) -> dict:
+    """Word-aligned en-de pairs (eflomal) of the tiny corpus in ``out`` (xsl_trelm_cdlm data);
+    returns xsl-prep trelm-align's report."""
+    from preprocess.trelm_align import align_corpus
+
+    return align_corpus(str(tiny_corpus["en"]), str(tiny_corpus["de"]), "en", "de",
+                        str(tiny_data_bin / "spm.model"), str(tiny_data_bin / "dict.txt"), str(out), valid_lines=20)
+
+
+def build_meta_per_language(tiny_corpus: dict, tiny_data_bin: Path, root: Path) -> Path:
+    """``root/multi/{dict.txt,de,en,ru}`` (xsl_meta_mlm data): Russian has a third of the
+    others' lines (unequal sampling)."""
+    from preprocess.binarize import binarize_per_language
+
+    ru = head(tiny_corpus["ru"], 100, root / "small.ru")
+    binarize_per_language([f"en={tiny_corpus['en']}", f"de={tiny_corpus['de']}", f"ru={ru}"],
+                          str(tiny_data_bin / "dict.txt"), str(root / "multi"),
+                          spm_model=str(tiny_data_bin / "spm.model"), valid_lines=20)
+    return root / "multi"
+
+
+def write_toy_sentence_pairs(root: Path, examples: int = 96, seed: int = 0) -> Path:
+    """A learnable sentence-pair set (input0/ input1/ label/ of 40 words, 2 labels): the label
+    says which half of the vocabulary the pair's words mostly come from (robust to 30% of the
+    words being replaced)."""
+    import torch
+    from fairseq.data import Dictionary
+
+    from xsl_fairseq.data.features import write_sequences
+
+    eos = Dictionary().eos()
+    generator = torch.Generator().manual_seed(seed)
+    firsts, seconds, labels = [], [], []
+    for _ in range(examples):
+        label = int(torch.randint(0, 2, (1,), generator=generator))
+        low, high = (4, 24) if label == 0 else (24, 44)
+        length = int(torch.randint(4, 9, (1,), generator=generator))
+        firsts.append(torch.randint(low, high, (length,), generator=generator).tolist() + [eos])
+        seconds.append(torch.randint(low, high, (length,), generator=generator).tolist() + [eos])
+        labels.append([4 + label, eos])
+    for key in ("input0", "input1", "label"):
+        (root / key).mkdir(parents=True, exist_ok=True)
+    with open(root / "input0" / "dict.txt", "w") as out:
+        out.writelines(f"w{i} 1\n" for i in range(40))
+    with open(root / "label" / "dict.txt", "w") as out:
+        out.writelines(["0 1\n", "1 1\n"])
+    write_sequences(str(root / "input0" / "train"), firsts)
+    write_sequences(str(root / "input1" / "train"), seconds)
+    write_sequences(str(root / "label" / "train"), labels)
+    return root

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import xsl_fairseq  # noqa: F401  (registers the plugin for the in-process tests)
-from conftest import BIN_DIR, REPO_ROOT, head, run_tool
+from conftest import BIN_DIR, REPO_ROOT, build_meta_per_language, run_tool
 from test_train import train_logs
 from xsl_fairseq.data.meta_schedule import MetaBatchPlan, MetaSchedule, smoothed_sampling_probs
 
@@ -78,14 +78,7 @@ def test_batch_plan_is_deterministic_and_matches_the_schedule():
 @pytest.fixture(scope="module")
 def meta_data_bin(tiny_data_bin, tiny_corpus, tmp_path_factory) -> Path:
     """DATA/{dict.txt,de,en,ru}: Russian has a third of the others' lines (unequal sampling)."""
-    from preprocess.binarize import binarize_per_language
-
-    root = tmp_path_factory.mktemp("meta")
-    ru = head(tiny_corpus["ru"], 100, root / "small.ru")
-    binarize_per_language([f"en={tiny_corpus['en']}", f"de={tiny_corpus['de']}", f"ru={ru}"],
-                          str(tiny_data_bin / "dict.txt"), str(root / "multi"),
-                          spm_model=str(tiny_data_bin / "spm.model"), valid_lines=20)
-    return root / "multi"
+    return build_meta_per_language(tiny_corpus, tiny_data_bin, tmp_path_factory.mktemp("meta"))
 
 
 def meta_args(data, save_dir, *extra, max_update=MAX_UPDATE, phase1=PHASE1_UPDATES):

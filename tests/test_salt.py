@@ -10,10 +10,9 @@ import pytest
 import torch
 
 import xsl_fairseq  # noqa: F401
-from conftest import run_tool
+from conftest import run_tool, write_toy_sentence_pairs
 from fairseq.data import Dictionary
 from xsl_fairseq.criterions.xsl_salt import XslSaltConfig, XslSaltCriterion, validate_salt_config
-from xsl_fairseq.data.features import write_sequences
 from xsl_fairseq.models.xsl_roberta import XslRobertaModel, xsl_roberta_tiny_architecture
 from xsl_fairseq.modules import salt
 from xsl_fairseq.modules.salt import build_augmented_input, predict_substitutes
@@ -215,31 +214,6 @@ def test_bad_options_are_rejected_before_training(options, message):
 
 # ------------------------------------------------------------------ real fairseq-train runs
 
-def write_toy_pair_data(root, examples=96, seed=0):
-    """A learnable sentence-pair set: the label says which half of the vocabulary the pair's
-    words mostly come from (robust to 30% of the words being replaced)."""
-    dictionary = toy_dictionary(words=40, extra=())
-    generator = torch.Generator().manual_seed(seed)
-    firsts, seconds, labels = [], [], []
-    for _ in range(examples):
-        label = int(torch.randint(0, 2, (1,), generator=generator))
-        low, high = (4, 24) if label == 0 else (24, 44)
-        length = int(torch.randint(4, 9, (1,), generator=generator))
-        firsts.append(torch.randint(low, high, (length,), generator=generator).tolist() + [dictionary.eos()])
-        seconds.append(torch.randint(low, high, (length,), generator=generator).tolist() + [dictionary.eos()])
-        labels.append([4 + label, dictionary.eos()])
-    for key in ("input0", "input1", "label"):
-        (root / key).mkdir(parents=True, exist_ok=True)
-    with open(root / "input0" / "dict.txt", "w") as out:
-        out.writelines(f"w{i} 1\n" for i in range(40))
-    with open(root / "label" / "dict.txt", "w") as out:
-        out.writelines(["0 1\n", "1 1\n"])
-    write_sequences(str(root / "input0" / "train"), firsts)
-    write_sequences(str(root / "input1" / "train"), seconds)
-    write_sequences(str(root / "label" / "train"), labels)
-    return root
-
-
 def train_salt(data, save_dir, *criterion_args, updates=30):
     proc = run_tool(
         "fairseq-train", data, "--user-dir", "xsl_fairseq", "--task", "xsl_sentence_prediction",
@@ -254,7 +228,7 @@ def train_salt(data, save_dir, *criterion_args, updates=30):
 
 
 def test_fairseq_train_with_xsl_salt_loss_falls(tmp_path):
-    data = write_toy_pair_data(tmp_path / "pairs")
+    data = write_toy_sentence_pairs(tmp_path / "pairs")
     logs, _ = train_salt(data, tmp_path / "ckpt", "--salt-topk", 3)
     inner = [log for log in logs if "train_loss" not in log]
     assert len(inner) >= 4, logs
@@ -304,7 +278,7 @@ def test_salt_augment_cli_errors(tiny_pretrained, tmp_path, capsys):  # noqa: F8
 
     (tmp_path / "empty").mkdir()
     fails(tmp_path / "empty", tiny_pretrained, "input0/train.idx: not found")
-    data = write_toy_pair_data(tmp_path / "pairs")
+    data = write_toy_sentence_pairs(tmp_path / "pairs")
     fails(data, tmp_path / "missing.pt", "checkpoint not found")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(tiny_pretrained.read_bytes()[:1000])
@@ -315,7 +289,7 @@ def test_augmented_copy_must_match_the_clean_data(tmp_path):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    clean = write_toy_pair_data(tmp_path / "clean", examples=40, seed=0)
+    clean = write_toy_sentence_pairs(tmp_path / "clean", examples=40, seed=0)
 
     def load(copy):
         flags = [str(clean), "--user-dir", "xsl_fairseq", "--task", "xsl_sentence_prediction", "--num-classes", "2",
@@ -329,8 +303,8 @@ def test_augmented_copy_must_match_the_clean_data(tmp_path):
     sample = dataset.collater([dataset[i] for i in range(4)])
     assert torch.equal(sample["salt_net_input"]["src_tokens"], sample["net_input"]["src_tokens"])
     with pytest.raises(ValueError, match="example lengths differ"):
-        load(write_toy_pair_data(tmp_path / "other", examples=40, seed=1))
+        load(write_toy_sentence_pairs(tmp_path / "other", examples=40, seed=1))
     with pytest.raises(ValueError, match="40"):
-        load(write_toy_pair_data(tmp_path / "fewer", examples=30, seed=0))
+        load(write_toy_sentence_pairs(tmp_path / "fewer", examples=30, seed=0))
     with pytest.raises(FileNotFoundError, match="no input0"):
         load(tmp_path / "missing")

@@ -4,9 +4,7 @@ import re
 import pytest
 import torch
 
-from preprocess.trelm_align import align_corpus
-
-from conftest import REPO_ROOT, run_tool
+from conftest import REPO_ROOT, build_trelm_aligned, run_tool
 
 STAGE_FROZEN = {  # state-dict groups each stage must leave untouched (notes §5)
     "commonality": ("lower", "upper"),
@@ -18,8 +16,7 @@ STAGE_FROZEN = {  # state-dict groups each stage must leave untouched (notes §5
 @pytest.fixture(scope="module")
 def trelm_data(tiny_corpus, tiny_data_bin, tmp_path_factory):
     out = tmp_path_factory.mktemp("trelm-align")
-    report = align_corpus(str(tiny_corpus["en"]), str(tiny_corpus["de"]), "en", "de",
-                          str(tiny_data_bin / "spm.model"), str(tiny_data_bin / "dict.txt"), str(out), valid_lines=20)
+    report = build_trelm_aligned(tiny_corpus, tiny_data_bin, out)
     # eflomal on 300 real pairs: most target pieces get a source
     assert report["splits"]["valid"]["pairs"] == 20
     assert report["splits"]["train"]["pairs"] + 20 + sum(report["drops"].values()) == 300

@@ -11,6 +11,9 @@
 # zero-shot XNLI dev for both checkpoints (slow on CPU).
 #
 #   MODEL=tiny DATA=../shared/data OUT=work/demo bash examples/demo/run.sh
+#
+# The training stages as fairseq-hydra-train configs (same flags as below, defaults):
+# examples/demo/config/mlctl.yaml (stage_mlctl, MODEL=e5) and tiny_mlm.yaml (the MODEL=tiny start).
 set -euo pipefail
 
 MODEL=${MODEL:-e5}
