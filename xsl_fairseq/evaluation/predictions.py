@@ -21,7 +21,7 @@ predicted + gold`` chunks per sentence). ``xsl-eval compare`` resamples these it
 """
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -127,7 +127,3 @@ class PredictionWriter:
         path = prediction_path(self.out_dir, seed, lang, self.kind)
         write_items(path, self.kind, items)
         self.index["per_seed"].setdefault(str(seed), {})[lang] = os.path.relpath(path, self.out_dir)
-
-
-def tag_lists(sentences: List) -> List[List[str]]:
-    return [list(tags) for _, tags in sentences]
