@@ -17,8 +17,8 @@ import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 from . import InputError
-from .spm import SentencePieceEncoder
-from .text import read_monolingual, read_parallel, write_lines
+from .spm import SentencePieceEncoder, load_sentencepiece
+from .text import count_nonempty_lines, read_monolingual, read_parallel, write_lines
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,22 @@ def run_fairseq_preprocess(argv: List[str]) -> None:
     preprocess.main(parser.parse_args(argv))
 
 
-def split_holdout(items: Sequence, holdout: int, seed: int) -> Tuple[list, list]:
-    """Random ``holdout`` items for validation, the rest (original order) for training."""
-    if holdout <= 0:
+def check_holdout(available: int, holdout: int, source: str = "") -> None:
+    """Holding out ``holdout`` of ``available`` examples leaves some for training; ``source``
+    (the input files) starts the error message."""
+    if holdout < 0:
+        raise InputError(f"cannot hold out a negative number ({holdout}) of examples for validation")
+    if holdout and holdout >= available:
+        raise InputError(f"{source + ': ' if source else ''}cannot hold out {holdout} of only {available} "
+                         "examples for validation")
+
+
+def split_holdout(items: Sequence, holdout: int, seed: int, source: str = "") -> Tuple[list, list]:
+    """Random ``holdout`` items for validation, the rest (original order) for training;
+    ``source`` (the input files) starts the error message when there are too few items."""
+    check_holdout(len(items), holdout, source)
+    if holdout == 0:
         return list(items), []
-    if holdout >= len(items):
-        raise InputError(f"cannot hold out {holdout} of only {len(items)} examples for validation")
     held = set(random.Random(seed).sample(range(len(items)), holdout))
     train = [item for i, item in enumerate(items) if i not in held]
     valid = [item for i, item in enumerate(items) if i in held]
@@ -77,7 +87,7 @@ def binarize_monolingual(
     if valid_inputs:
         train, valid = lines, read_monolingual(valid_inputs, seed=seed)
     else:
-        train, valid = split_holdout(lines, valid_lines, seed)
+        train, valid = split_holdout(lines, valid_lines, seed, source=", ".join(inputs))
     if encoder:
         train, valid = encoder.encode_lines(train), encoder.encode_lines(valid)
     os.makedirs(destdir, exist_ok=True)
@@ -129,7 +139,8 @@ def binarize_parallel(
     if valid_pairs:
         valid = load(valid_pairs)
     else:
-        train, valid = split_holdout(train, valid_lines, seed)
+        train, valid = split_holdout(train, valid_lines, seed,
+                                     source=", ".join(f"{s} / {t}" for s, t in train_pairs))
     dropped_long = 0
 
     def tokenize(pairs):
@@ -150,7 +161,8 @@ def binarize_parallel(
     train_src, train_tgt = tokenize(train)
     valid_src, valid_tgt = tokenize(valid)
     if not train_src:
-        raise InputError(f"no {src_lang}-{tgt_lang} training pairs left after filtering")
+        raise InputError(f"{', '.join(f'{s} / {t}' for s, t in train_pairs)}: no {src_lang}-{tgt_lang} "
+                         "training pairs left after filtering (see the drop counts above)")
     os.makedirs(destdir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         write_lines(os.path.join(tmp, f"train.{src_lang}"), train_src)
@@ -185,6 +197,21 @@ def parse_language_inputs(inputs: List[str]) -> List[Tuple[str, List[str]]]:
     return sorted(by_language.items())
 
 
+def _check_language_inputs(groups, valid_lines: int, max_lines_per_file: Optional[int]) -> None:
+    """Every file of every language is readable UTF-8 with text, and each language has more
+    lines than it holds out, before the first language is binarized (one pass over the text)."""
+    for lang, paths in groups:
+        usable = 0
+        for path in paths:
+            lines = count_nonempty_lines(path)
+            if not lines:
+                raise InputError(f"{path}: no non-empty lines (language {lang})")
+            usable += min(lines, max_lines_per_file) if max_lines_per_file else lines
+        if valid_lines and valid_lines >= usable:
+            raise InputError(f"{', '.join(paths)}: cannot hold out {valid_lines} of only {usable} lines of "
+                             f"language {lang} for validation")
+
+
 def binarize_per_language(inputs: List[str], dict_path: str, destdir: str, **options) -> dict:
     """One binarized directory per language, fairseq ``multilingual_masked_lm``'s layout
     (``destdir/dict.txt``, ``destdir/<lang>/{dict.txt,train.*,valid.*}``) for ``xsl_meta_mlm``.
@@ -192,6 +219,9 @@ def binarize_per_language(inputs: List[str], dict_path: str, destdir: str, **opt
     applied to every language."""
     _check_dict(dict_path)
     groups = parse_language_inputs(inputs)
+    _check_language_inputs(groups, options.get("valid_lines", 0), options.get("max_lines_per_file"))
+    if options.get("spm_model"):
+        load_sentencepiece(options["spm_model"])
     stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(destdir, lang), **options)
              for lang, paths in groups}
     shutil.copyfile(dict_path, os.path.join(destdir, "dict.txt"))

@@ -5,6 +5,11 @@ import os
 import sys
 
 from . import InputError, word_tokenize
+from .checks import (
+    check_dictionary, check_input_files, check_output_dir, check_output_file,
+    check_sentencepiece_matches_dictionary, float_between, int_at_least, non_negative_int, positive_float,
+    positive_int,
+)
 
 
 def _spm_train(args):
@@ -100,7 +105,8 @@ def _mlctl_wps(args):
     from .mlctl_wps import mine_wps
 
     report = mine_wps(
-        [tuple(c) for c in args.corpus], dict(args.dictionary), args.spm, args.dict, args.destdir,
+        [tuple(c) for c in args.corpus], _dictionary_of_language(args.dictionary), args.spm, args.dict,
+        args.destdir,
         dictionary_format=args.dictionary_format, dictionary_columns=args.dictionary_columns,
         stop_words_path=args.stop_words, max_tokens_per_side=args.max_tokens_per_side,
         valid_pairs=args.valid_pairs, max_pairs_per_corpus=args.max_pairs_per_corpus,
@@ -122,6 +128,121 @@ def _word_tokenizer_spec(spec: str) -> str:
     except InputError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
     return spec
+
+
+def _normalization_spec(spec: str) -> str:
+    """Checks ``--source-normalize`` at parse time, not after fastText has trained."""
+    from .embedding_alignment import normalization_steps
+
+    try:
+        normalization_steps(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return spec
+
+
+# ------------------------------------------------------------------ checks before any work
+# Each command's files are checked here, all of them, before the command starts: a missing or
+# malformed file fails in the first second, not after the files before it have been processed.
+
+
+def _check_vocabulary(spm_model, dict_path):
+    check_dictionary(dict_path)
+    if spm_model:
+        check_sentencepiece_matches_dictionary(spm_model, dict_path)
+
+
+def _check_spm_train(args):
+    check_input_files(args.input)
+    check_output_dir(os.path.dirname(os.path.abspath(args.model_prefix)), "--model-prefix")
+
+
+def _check_spm_encode(args):
+    from .spm import load_sentencepiece
+
+    check_input_files([args.input])
+    load_sentencepiece(args.model)
+    check_output_file(args.output)
+
+
+def _check_binarize_mono(args):
+    from .binarize import parse_language_inputs
+
+    if args.per_language:
+        check_input_files([path for _, paths in parse_language_inputs(args.input) for path in paths])
+    else:
+        check_input_files(args.input + (args.valid or []))
+    _check_vocabulary(args.spm, args.dict)
+    check_output_dir(args.destdir)
+
+
+def _check_binarize_para(args):
+    if args.src == args.tgt:
+        raise InputError(f"--src and --tgt are both {args.src!r}")
+    check_input_files([path for pair in args.train + (args.valid or []) for path in pair])
+    _check_vocabulary(args.spm, args.dict)
+    check_output_dir(args.destdir)
+
+
+def _check_destdir(args):
+    check_output_dir(args.destdir)
+
+
+def _check_trim_vocab(args):
+    check_input_files(args.input)
+    check_output_dir(args.destdir)
+
+
+def _dictionary_of_language(pairs):
+    """``--dictionary LANG FILE`` pairs -> {LANG: FILE}; one language twice is an error (the
+    second would silently replace the first)."""
+    files = {}
+    for lang, path in pairs:
+        if lang in files and files[lang] != path:
+            raise InputError(f"--dictionary {lang} given twice ({files[lang]} and {path}); merge the files "
+                             "or drop one")
+        files[lang] = path
+    return files
+
+
+def _check_mlctl_wps(args):
+    dictionaries = _dictionary_of_language(args.dictionary)
+    check_input_files([path for _, en, xx in args.corpus for path in (en, xx)], "corpus")
+    check_input_files(dictionaries.values(), "bilingual dictionary")
+    if args.stop_words:
+        check_input_files([args.stop_words], "stop-word")
+    _check_vocabulary(args.spm, args.dict)
+    check_output_dir(args.destdir)
+
+
+def _check_clism_spans(args):
+    check_input_files([args.src, args.tgt] + ([args.alignments] if args.alignments else []))
+    check_output_file(args.output)
+
+
+def _check_clism_binarize(args):
+    check_input_files(args.input)
+    _check_vocabulary(args.spm, args.dict)
+    check_output_dir(args.destdir)
+
+
+def _check_trelm_align(args):
+    if args.src_lang == args.tgt_lang:
+        raise InputError(f"--src-lang and --tgt-lang are both {args.tgt_lang!r}")
+    check_input_files([args.src, args.tgt] + ([args.alignments] if args.alignments else []))
+    _check_vocabulary(args.spm, args.dict)
+    check_output_dir(args.destdir)
+
+
+def _check_trelm_combine(args):
+    check_output_file(args.output)
+
+
+def _check_trelm_vocab(args):
+    check_input_files(args.english_text + args.new_text)
+    if args.english_dict:
+        check_dictionary(args.english_dict)
+    check_output_dir(args.destdir)
 
 
 def _clism_spans(args):
@@ -186,42 +307,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("spm-train", help="train a joint sentencepiece model and dict.txt")
     p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
     p.add_argument("--model-prefix", required=True, help="writes PREFIX.model/.vocab and dict.txt beside it")
-    p.add_argument("--vocab-size", type=int, default=16000)
-    p.add_argument("--character-coverage", type=float, default=0.9995)
+    p.add_argument("--vocab-size", type=int_at_least(4), default=16000)
+    p.add_argument("--character-coverage", type=float_between(0.98, 1.0), default=0.9995,
+                   help="fraction of characters covered (sentencepiece accepts 0.98 to 1)")
     p.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])
-    p.add_argument("--max-lines-per-file", type=int, default=None,
+    p.add_argument("--max-lines-per-file", type=positive_int, default=None,
                    help="sample at most this many lines from each file (balances languages)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_spm_train)
+    p.set_defaults(func=_spm_train, check=_check_spm_train)
 
     p = commands.add_parser("spm-encode", help="apply a sentencepiece model to a text file")
     p.add_argument("--model", required=True)
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
-    p.set_defaults(func=_spm_encode)
+    p.set_defaults(func=_spm_encode, check=_check_spm_encode)
 
     def add_binarize_common(p):
         p.add_argument("--dict", required=True, help="dict.txt (from spm-train)")
         p.add_argument("--destdir", required=True)
         p.add_argument("--spm", default=None,
                        help="sentencepiece model to apply first (omit for pre-tokenised input)")
-        p.add_argument("--valid-lines", type=int, default=0,
+        p.add_argument("--valid-lines", type=non_negative_int, default=0,
                        help="hold out this many random lines/pairs for validation when no "
                             "validation files are given")
-        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--workers", type=positive_int, default=1)
         p.add_argument("--seed", type=int, default=1)
 
     p = commands.add_parser("binarize-mono", help="text -> data-bin/mono for xsl_masked_lm")
     p.add_argument("--input", nargs="+", required=True)
     p.add_argument("--valid", nargs="+", default=None, help="validation text files")
     p.add_argument("--dedupe", action="store_true", help="drop repeated lines (counted)")
-    p.add_argument("--max-lines-per-file", type=int, default=None)
+    p.add_argument("--max-lines-per-file", type=positive_int, default=None)
     p.add_argument("--per-language", action="store_true",
                    help="one directory per language (DESTDIR/<lang>/, for --task xsl_meta_mlm); "
                         "inputs as LANG=PATH or PATH ending in .LANG")
     add_binarize_common(p)
-    p.set_defaults(func=_binarize_mono)
+    p.set_defaults(func=_binarize_mono, check=_check_binarize_mono)
 
     p = commands.add_parser("binarize-para", help="line-aligned pairs -> data-bin/para/SRC-TGT")
     p.add_argument("--src", required=True, help="source language code, e.g. en")
@@ -229,10 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", nargs=2, action="append", required=True, metavar=("SRC_FILE", "TGT_FILE"),
                    help="a line-aligned file pair (repeat for several corpora)")
     p.add_argument("--valid", nargs=2, action="append", metavar=("SRC_FILE", "TGT_FILE"))
-    p.add_argument("--max-tokens-per-side", type=int, default=0,
+    p.add_argument("--max-tokens-per-side", type=non_negative_int, default=0,
                    help="drop pairs with a longer side after sentencepiece (0 = keep all; counted)")
     add_binarize_common(p)
-    p.set_defaults(func=_binarize_para)
+    p.set_defaults(func=_binarize_para, check=_check_binarize_para)
 
     p = commands.add_parser("import-encoder",
                             help="pretrained encoder -> fairseq model.pt + dict.txt + sentencepiece model")
@@ -248,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "sentencepiece.bpe.model)")
     p.add_argument("--destdir", required=True)
     p.add_argument("--seed", type=int, default=1, help="initialises a missing MLM head")
-    p.set_defaults(func=_import_encoder)
+    p.set_defaults(func=_import_encoder, check=_check_destdir)
 
     p = commands.add_parser("salt-augment",
                             help="SALT offline substitutes: code-switch a sentence_prediction training split "
@@ -257,22 +379,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="sentence_prediction data directory (input0/ input1/ label/)")
     p.add_argument("--destdir", required=True, help="where the augmented copy goes (--salt-augmented-data)")
     p.add_argument("--split", default="train")
-    p.add_argument("--cs-prob", type=float, default=0.15, help="fraction of real tokens code-switched")
-    p.add_argument("--topk", type=int, default=5, help="substitutes per position")
+    p.add_argument("--cs-prob", type=float_between(0.0, 1.0, low_inclusive=False), default=0.15,
+                   help="fraction of real tokens code-switched")
+    p.add_argument("--topk", type=positive_int, default=5, help="substitutes per position")
     p.add_argument("--sampling", choices=["sample", "argmax"], default="sample")
     p.add_argument("--random-substitutes", action="store_true", help="ablation: uniform substitutes")
-    p.add_argument("--init-token", type=int, default=0, help="as fine-tuning's --init-token")
-    p.add_argument("--separator-token", type=int, default=2, help="as fine-tuning's --separator-token")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--init-token", type=non_negative_int, default=0, help="as fine-tuning's --init-token")
+    p.add_argument("--separator-token", type=non_negative_int, default=2, help="as fine-tuning's --separator-token")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_salt_augment)
+    p.set_defaults(func=_salt_augment, check=_check_destdir)
 
     p = commands.add_parser("trim-vocab",
                             help="keep only the vocabulary pieces that the given corpora use")
     p.add_argument("--model-dir", required=True, help="a directory written by import-encoder")
     p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
     p.add_argument("--destdir", required=True)
-    p.set_defaults(func=_trim_vocab)
+    p.set_defaults(func=_trim_vocab, check=_check_trim_vocab)
 
     p = commands.add_parser("mlctl-wps",
                             help="ML-CTL word-positioned samples from parallel text and a bilingual dictionary")
@@ -289,10 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dict", required=True, help="dict.txt matching the sentencepiece model")
     p.add_argument("--destdir", required=True)
     p.add_argument("--stop-words", default=None, help="English stop words, one per line (default: built-in list)")
-    p.add_argument("--max-tokens-per-side", type=int, default=128,
+    p.add_argument("--max-tokens-per-side", type=int_at_least(3), default=128,
                    help="drop pairs with a longer side, <s> and </s> included (counted)")
-    p.add_argument("--valid-pairs", type=int, default=0, help="random sentence pairs held out for validation")
-    p.add_argument("--max-pairs-per-corpus", type=int, default=None, help="read at most this many pairs per corpus")
+    p.add_argument("--valid-pairs", type=non_negative_int, default=0,
+                   help="random sentence pairs held out for validation")
+    p.add_argument("--max-pairs-per-corpus", type=positive_int, default=None,
+                   help="read at most this many pairs per corpus")
     p.add_argument("--unspaced-languages", default="zh,ja,th,lo,km,my",
                    help="languages written without spaces: translations are matched as substrings "
                         "(on the segmenter's word boundaries when there is one)")
@@ -301,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pythainlp for zh / ja / th), regex (earlier versions), moses, whitespace, or a "
                         "segmenter; per language with LANG=NAME, e.g. auto,de=whitespace")
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_mlctl_wps)
+    p.set_defaults(func=_mlctl_wps, check=_check_mlctl_wps)
 
     p = commands.add_parser("clism-spans",
                             help="CLISM: English entity spans and their aligned target spans (JSON lines)")
@@ -317,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symmetrize", default="grow-diag-final-and",
                    choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"],
                    help="how eflomal's two directions are combined")
-    p.add_argument("--max-span-words", type=int, default=10, help="longest entity and answer, in words")
+    p.add_argument("--max-span-words", type=positive_int, default=10, help="longest entity and answer, in words")
     p.add_argument("--src-tokenizer", default=None, choices=["spacy", "moses", "whitespace"],
                    help="English words: spaCy's tokens (default), sacremoses, or whitespace runs "
                         "(default with --alignments)")
@@ -329,19 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tgt-lang", default=None,
                    help="target language code (de, zh, ...) for --tgt-tokenizer auto/moses; "
                         "default: the --tgt file's suffix")
-    p.set_defaults(func=_clism_spans)
+    p.set_defaults(func=_clism_spans, check=_check_clism_spans)
 
     p = commands.add_parser("clism-binarize", help="CLISM span pairs (JSON lines) -> data for --task xsl_clism")
     p.add_argument("--input", nargs="+", required=True, help="files written by clism-spans")
     p.add_argument("--spm", required=True, help="sentencepiece model of the model to train")
     p.add_argument("--dict", required=True, help="its dict.txt")
     p.add_argument("--destdir", required=True)
-    p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
+    p.add_argument("--valid-lines", type=non_negative_int, default=0, help="hold out this many random pairs as valid")
     p.add_argument("--widen-answers", action="store_true",
                    help="keep an answer whose boundary piece reaches past it as the covering pieces "
                         "(default: drop it, counted as subword_boundary)")
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_clism_binarize)
+    p.set_defaults(func=_clism_binarize, check=_check_clism_binarize)
 
     p = commands.add_parser("trelm-align",
                             help="TreLM: word-aligned pairs -> source ids, target ids, per-piece source index")
@@ -361,18 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "for zh / ja / th; whitespace with --alignments, whose links count whitespace tokens)")
     p.add_argument("--symmetrize", default="grow-diag-final-and",
                    choices=["grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse"])
-    p.add_argument("--max-tokens-per-side", type=int, default=126,
+    p.add_argument("--max-tokens-per-side", type=positive_int, default=126,
                    help="drop pairs with a side of more pieces (counted); <s> and </s> come on top")
-    p.add_argument("--valid-lines", type=int, default=0, help="hold out this many random pairs as valid")
+    p.add_argument("--valid-lines", type=non_negative_int, default=0, help="hold out this many random pairs as valid")
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_trelm_align)
+    p.set_defaults(func=_trelm_align, check=_check_trelm_align)
 
     p = commands.add_parser("trelm-combine",
                             help="TreLM: lower half from the lower-stage checkpoint, upper half from the upper-stage one")
     p.add_argument("--upper", required=True, help="checkpoint of --trelm-stage upper (layers >= L/2 trained)")
     p.add_argument("--lower", required=True, help="checkpoint of --trelm-stage lower (layers < L/2 trained)")
     p.add_argument("--output", required=True, help="combined checkpoint (for --finetune-from-model)")
-    p.set_defaults(func=_trelm_combine)
+    p.set_defaults(func=_trelm_combine, check=_check_trelm_combine)
 
     p = commands.add_parser("trelm-vocab",
                             help="TreLM: joint vocabulary, fastText vectors aligned to an English encoder, initial model")
@@ -381,29 +506,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--english-text", nargs="+", required=True, help="English text, one sentence per line")
     p.add_argument("--new-text", nargs="+", required=True, help="new-language text")
     p.add_argument("--destdir", required=True)
-    p.add_argument("--vocab-size", type=int, required=True, help="joint sentencepiece vocabulary size")
-    p.add_argument("--max-lines-per-file", type=int, default=None, help="sentencepiece: sample at most this many lines")
+    p.add_argument("--vocab-size", type=int_at_least(16), required=True, help="joint sentencepiece vocabulary size")
+    p.add_argument("--max-lines-per-file", type=positive_int, default=None,
+                   help="sentencepiece: sample at most this many lines")
     p.add_argument("--arch", default="xsl_trelm", help="xsl_trelm arch of the written model (shape from the checkpoint)")
-    p.add_argument("--fasttext-epochs", type=int, default=10)
+    p.add_argument("--fasttext-epochs", type=positive_int, default=10)
     p.add_argument("--align-rescale", action="store_true",
                    help="scale the fastText vectors to the English embeddings' mean norm before aligning")
-    p.add_argument("--source-normalize", default="",
+    p.add_argument("--source-normalize", default="", type=_normalization_spec,
                    help="MUSE --normalize_embeddings for the fastText vectors: e.g. 'center' or 'renorm,center,renorm' "
                         "(default none, as the official code)")
     p.add_argument("--lm-head", default="fresh", choices=["fresh", "english"],
                    help="LM head transform: re-created (official) or kept from the English model")
-    p.add_argument("--adv-epochs", type=int, default=50, help="adversarial epochs (MUSE/official: 50)")
-    p.add_argument("--epoch-size", type=int, default=1000000, help="words per adversarial epoch (official: 1e6)")
-    p.add_argument("--adv-batch-size", type=int, default=32)
-    p.add_argument("--dis-steps", type=int, default=5, help="discriminator steps per mapping step")
-    p.add_argument("--dis-hidden", type=int, default=2048, help="discriminator hidden size")
-    p.add_argument("--adv-lr", type=float, default=0.1, help="SGD lr of mapping and discriminator")
-    p.add_argument("--refinement-iterations", type=int, default=5)
-    p.add_argument("--dico-max-rank", type=int, default=15000, help="refinement dictionary: most frequent words")
-    p.add_argument("--selection-words", type=int, default=10000, help="selection criterion: most frequent words")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--adv-epochs", type=positive_int, default=50, help="adversarial epochs (MUSE/official: 50)")
+    p.add_argument("--epoch-size", type=positive_int, default=1000000,
+                   help="words per adversarial epoch (official: 1e6)")
+    p.add_argument("--adv-batch-size", type=positive_int, default=32)
+    p.add_argument("--dis-steps", type=positive_int, default=5, help="discriminator steps per mapping step")
+    p.add_argument("--dis-hidden", type=positive_int, default=2048, help="discriminator hidden size")
+    p.add_argument("--adv-lr", type=positive_float, default=0.1, help="SGD lr of mapping and discriminator")
+    p.add_argument("--refinement-iterations", type=non_negative_int, default=5)
+    p.add_argument("--dico-max-rank", type=positive_int, default=15000,
+                   help="refinement dictionary: most frequent words")
+    p.add_argument("--selection-words", type=positive_int, default=10000,
+                   help="selection criterion: most frequent words")
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=1)
-    p.set_defaults(func=_trelm_vocab)
+    p.set_defaults(func=_trelm_vocab, check=_check_trelm_vocab)
     return parser
 
 
@@ -415,6 +544,7 @@ def main(argv=None) -> int:
     )
     args = build_parser().parse_args(argv)
     try:
+        args.check(args)
         args.func(args)
     except InputError as err:
         print(f"xsl-prep {args.command}: error: {err}", file=sys.stderr)

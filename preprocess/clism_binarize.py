@@ -41,7 +41,7 @@ import os
 from typing import List, Optional, Tuple
 
 from . import InputError
-from .binarize import copy_vocabulary, split_holdout
+from .binarize import check_holdout, copy_vocabulary, split_holdout
 from .text import iter_lines
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,9 @@ def binarize_clism(inputs: List[str], spm_model: str, dict_path: str, destdir: s
     drops = {"subword_boundary": 0, "overlap": 0, "no_span_left": 0}
     widened = 0
     examples, spans_read = [], 0
+    records = {path: list(read_records(path)) for path in inputs}  # all files checked before encoding
     for path in inputs:
-        for where, src, tgt, spans in read_records(path):
+        for where, src, tgt, spans in records[path]:
             spans_read += len(spans)
             src_ids, src_chars = encoder.encode_with_offsets(src)
             tgt_ids, tgt_chars = encoder.encode_with_offsets(tgt)
@@ -152,6 +153,7 @@ def binarize_clism(inputs: List[str], spm_model: str, dict_path: str, destdir: s
             examples.append((src_ids, tgt_ids, [v for span in kept for v in span]))
     if not examples:
         raise InputError(f"{', '.join(inputs)}: no pair with a usable span")
+    check_holdout(len(examples), valid_lines, source=", ".join(inputs))
     train, valid = split_holdout(examples, valid_lines, seed)
     os.makedirs(destdir, exist_ok=True)
     counts = {}

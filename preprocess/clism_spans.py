@@ -78,7 +78,8 @@ import regex
 from . import InputError
 from . import word_tokenize
 from .text import count_lines, iter_lines
-from .word_alignment import SYMMETRIZATIONS, Link, eflomal_align, parse_pharaoh, symmetrize  # noqa: F401
+from .word_alignment import (SYMMETRIZATIONS, Link, check_link_range, eflomal_align, parse_links,  # noqa: F401
+                             parse_pharaoh, symmetrize)
 from .word_tokenize import whitespace_words
 
 logger = logging.getLogger(__name__)
@@ -254,8 +255,9 @@ def project_spans(src_text: str, tgt_text: str, src_words: List[Word], tgt_words
 
 
 def _read_pairs(src_path: str, tgt_path: str, alignments_path: Optional[str]):
-    """(line number, source, target, alignment line or None) of every line; line counts
-    of all files must agree."""
+    """(line number, source, target, alignment links or None) of every line; line counts
+    of all files must agree and every alignment line must be well-formed (both checked while
+    reading, before the corpus is tagged)."""
     counts = {path: count_lines(path) for path in (src_path, tgt_path, alignments_path) if path}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{path} has {n} lines" for path, n in counts.items())
@@ -264,7 +266,8 @@ def _read_pairs(src_path: str, tgt_path: str, alignments_path: Optional[str]):
     if alignments_path:
         streams.append(iter_lines(alignments_path))
     for items in zip(*streams):
-        yield items[0][0], items[0][1].strip(), items[1][1].strip(), (items[2][1] if alignments_path else None)
+        links = parse_links(items[2][1], f"{alignments_path}:{items[2][0]}") if alignments_path else None
+        yield items[0][0], items[0][1].strip(), items[1][1].strip(), links
 
 
 def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: Optional[str] = None,
@@ -287,7 +290,7 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
     src_words_of = None if src_tokenizer == "spacy" else word_tokenize.get_tokenizer(src_tokenizer, "en")
     stats = MiningStats()
     started = time.time()
-    pairs = []  # (line, src, tgt, alignment line)
+    pairs = []  # (line, src, tgt, alignment links)
     for number, src, tgt, alignment in _read_pairs(src_path, tgt_path, alignments_path):
         stats.pairs_read += 1
         if not src or not tgt:
@@ -298,13 +301,29 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
         raise InputError(f"{src_path} / {tgt_path}: no pair with two non-empty sides")
     stats.seconds["read"] = time.time() - started
 
+    # Words before NER, so that links past a sentence's end are found before the corpus is tagged
+    # (on the target side always; on the source side unless spaCy's own tokens are the words).
+    started = time.time()
+    tgt_words = [tgt_words_of(tgt) for _, _, tgt, _ in pairs]
+    src_words = [src_words_of(src) for _, src, _, _ in pairs] if src_words_of is not None else None
+    if alignments_path:
+        for k, (number, _, _, alignment) in enumerate(pairs):
+            check_link_range(alignment, len(src_words[k]) if src_words is not None else None,
+                             len(tgt_words[k]), f"{alignments_path}:{number}")
+    stats.seconds["tokenize"] = time.time() - started
+
     started = time.time()
     nlp = load_ner(spacy_model)
-    if src_words_of is not None:
+    if entity_labels:
+        known = set(nlp.get_pipe("ner").labels)
+        unknown = sorted(set(entity_labels) - known)
+        if unknown:
+            raise InputError(f"--entity-labels: {', '.join(unknown)} not among the labels of {spacy_model!r} "
+                             f"({', '.join(sorted(known))})")
+    if src_words is not None:
         from spacy.tokens import Doc
 
         # NER on exactly these words, so entity word indices are alignment word indices
-        src_words = [src_words_of(src) for _, src, _, _ in pairs]
         inputs = (Doc(nlp.vocab, words=[src[b:e] for b, e in words])
                   for (_, src, _, _), words in zip(pairs, src_words))
         docs = nlp.pipe(inputs, batch_size=batch_size)
@@ -315,13 +334,10 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
             src_words.append([(token.idx, token.idx + len(token.text)) for token in doc])
             entities.append(entities_of(doc))
     stats.seconds["ner"] = time.time() - started
-    started = time.time()
-    tgt_words = [tgt_words_of(tgt) for _, _, tgt, _ in pairs]
-    stats.seconds["tokenize"] = time.time() - started
 
     started = time.time()
     if alignments_path:
-        links = [parse_pharaoh(alignment, len(sw), len(tw), f"{alignments_path}:{number}")
+        links = [check_link_range(alignment, len(sw), len(tw), f"{alignments_path}:{number}")
                  for (number, _, _, alignment), sw, tw in zip(pairs, src_words, tgt_words)]
     else:
         # only pairs with an entity need links; eflomal still sees every pair (more data)

@@ -109,16 +109,26 @@ def selection_criterion(mapped_source, target, source_by_frequency, cfg: Alignme
     return criterion, int(pairs[:, 1].unique().numel())
 
 
+NORMALIZATION_STEPS = ("center", "renorm")
+
+
+def normalization_steps(steps: str) -> List[str]:
+    """``"renorm,center"`` -> its steps; an unknown step is a ValueError (checked before any work)."""
+    parsed = [s.strip() for s in steps.split(",") if s.strip()]
+    unknown = [s for s in parsed if s not in NORMALIZATION_STEPS]
+    if unknown:
+        raise ValueError(f"unknown normalisation step {unknown[0]!r} ({', '.join(NORMALIZATION_STEPS)})")
+    return parsed
+
+
 def normalize_embeddings(vectors: torch.Tensor, steps: str) -> torch.Tensor:
     """MUSE's ``--normalize_embeddings``: comma-separated ``center`` (subtract the mean) and ``renorm``
     (unit length) steps, applied in order ("" = none, the official setting)."""
-    for step in [s for s in steps.split(",") if s]:
+    for step in normalization_steps(steps):
         if step == "center":
             vectors = vectors - vectors.mean(dim=0, keepdim=True)
-        elif step == "renorm":
+        else:  # renorm
             vectors = F.normalize(vectors, dim=1)
-        else:
-            raise ValueError(f"unknown normalisation step {step!r} (center, renorm)")
     return vectors
 
 

@@ -222,12 +222,9 @@ def write_dict(pieces: Sequence[str], path: str, counts: Optional[Dict[str, int]
 
 
 def spm_pieces(model_path: str) -> List[Tuple[str, float]]:
-    import sentencepiece as spm
+    from .spm import load_sentencepiece
 
-    try:
-        processor = spm.SentencePieceProcessor(model_file=model_path)
-    except (RuntimeError, OSError) as err:
-        raise InputError(f"{model_path}: not a sentencepiece model ({err})") from err
+    processor = load_sentencepiece(model_path)
     pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
     if [p for p, _ in pieces[:SPM_SPECIALS]] != ["<unk>", "<s>", "</s>"]:
         raise InputError(

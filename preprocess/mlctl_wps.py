@@ -75,7 +75,7 @@ import regex
 
 from . import InputError
 from . import word_tokenize
-from .binarize import split_holdout
+from .binarize import check_holdout, split_holdout
 from .text import count_lines, iter_lines
 
 logger = logging.getLogger(__name__)
@@ -426,11 +426,15 @@ class WpsMiner:
                          [self.bos, *y_pieces, self.eos], samples)
 
 
-def _iter_corpus(en_path: str, xx_path: str, max_pairs: Optional[int]):
+def _check_line_counts(en_path: str, xx_path: str) -> None:
     en_count, xx_count = count_lines(en_path), count_lines(xx_path)
     if en_count != xx_count:
         raise InputError(f"parallel files differ in line count: {en_path} has {en_count} lines, "
                          f"{xx_path} has {xx_count}")
+
+
+def _iter_corpus(en_path: str, xx_path: str, max_pairs: Optional[int]):
+    _check_line_counts(en_path, xx_path)
     for index, ((number, en), (_, xx)) in enumerate(zip(iter_lines(en_path), iter_lines(xx_path))):
         if max_pairs is not None and index >= max_pairs:
             break
@@ -496,6 +500,8 @@ def mine_wps(
         raise InputError(f"{spm_model}: sentencepiece model not found")
     if max_tokens_per_side < 3:
         raise InputError(f"--max-tokens-per-side {max_tokens_per_side}: must leave room for <s>, a word and </s>")
+    for _, en_path, xx_path in corpora:  # every corpus before the dictionaries are read and the first is mined
+        _check_line_counts(en_path, xx_path)
     default_tokenizer, tokenizer_of = parse_word_tokenizer_spec(word_tokenizer)
     text_encoder = TextEncoder(spm_model, load_dictionary(dict_path))
     stop_words = read_stop_words(stop_words_path) if stop_words_path else ENGLISH_STOP_WORDS
@@ -524,6 +530,7 @@ def mine_wps(
         raise InputError("no word-positioned sample found in any corpus (check the dictionary languages "
                          "and --max-tokens-per-side)")
 
+    check_holdout(len(mined), valid_pairs, source=", ".join(f"{en} / {xx}" for _, en, xx in corpora))
     train, valid = split_holdout(mined, valid_pairs, seed)
     os.makedirs(destdir, exist_ok=True)
     for path in (dict_path, spm_model):

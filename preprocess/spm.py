@@ -9,6 +9,7 @@ training sample (fairseq uses them for ``--freq-weighted-replacement``).
 import collections
 import logging
 import os
+import re
 import tempfile
 from typing import List, Optional
 
@@ -20,6 +21,21 @@ from .text import read_monolingual, write_lines
 logger = logging.getLogger(__name__)
 
 SPM_SPECIAL_PIECES = 3  # <unk>, <s>, </s>
+# sentencepiece's own message when the corpus cannot give vocab_size pieces
+_VOCAB_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+# ... and when it is below the number of characters it must keep (plus <unk> <s> </s>)
+_VOCAB_TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def load_sentencepiece(model_path: str) -> spm.SentencePieceProcessor:
+    """The model at ``model_path``; a missing file or one that is no sentencepiece model is an
+    :class:`InputError` (sentencepiece itself raises ``RuntimeError: could not parse ModelProto``)."""
+    if os.path.isdir(model_path) or not os.path.isfile(model_path):
+        raise InputError(f"{model_path}: sentencepiece model not found")
+    try:
+        return spm.SentencePieceProcessor(model_file=model_path)
+    except (RuntimeError, OSError) as err:
+        raise InputError(f"{model_path}: not a sentencepiece model ({str(err).strip()})") from err
 
 
 def train_sentencepiece(
@@ -51,7 +67,8 @@ def train_sentencepiece(
                 character_coverage=character_coverage,
                 model_type=model_type,
                 num_threads=threads,
-                input_sentence_size=len(lines),
+                # sentencepiece rejects an explicit size of 100 or fewer; 0 means every line too
+                input_sentence_size=len(lines) if len(lines) > 100 else 0,
                 shuffle_input_sentence=True,
                 seed_sentencepiece_size=min(1000000, 10 * len(lines) + vocab_size),
                 unk_id=0,
@@ -61,7 +78,18 @@ def train_sentencepiece(
                 minloglevel=2,
             )
         except RuntimeError as err:
-            raise InputError(f"sentencepiece training on {', '.join(inputs)} failed: {err}") from err
+            too_high = _VOCAB_TOO_HIGH.search(str(err))
+            if too_high:
+                raise InputError(
+                    f"{', '.join(inputs)}: --vocab-size {vocab_size} is too large for {len(lines)} lines of text; "
+                    f"sentencepiece can make at most {too_high.group(2)} pieces from them") from err
+            too_low = _VOCAB_TOO_LOW.search(str(err))
+            if too_low:
+                raise InputError(
+                    f"{', '.join(inputs)}: --vocab-size {vocab_size} is too small: the text needs at least "
+                    f"{too_low.group(2)} pieces for its characters (or lower --character-coverage)") from err
+            message = " ".join(str(err).split())
+            raise InputError(f"sentencepiece training on {', '.join(inputs)} failed: {message}") from err
     model_path = model_prefix + ".model"
     processor = spm.SentencePieceProcessor(model_file=model_path)
     counts = collections.Counter()
@@ -87,9 +115,7 @@ class SentencePieceEncoder:
     """Turns raw text into space-separated pieces, the input of fairseq-preprocess."""
 
     def __init__(self, model_path: str):
-        if not os.path.isfile(model_path):
-            raise InputError(f"{model_path}: sentencepiece model not found")
-        self.processor = spm.SentencePieceProcessor(model_file=model_path)
+        self.processor = load_sentencepiece(model_path)
 
     def encode_lines(self, lines: List[str]) -> List[str]:
         return [" ".join(pieces) for pieces in self.processor.encode(lines, out_type=str)]

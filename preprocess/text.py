@@ -30,6 +30,11 @@ def count_lines(path: str) -> int:
     return count
 
 
+def count_nonempty_lines(path: str) -> int:
+    """Lines with text (a streaming pass: checks the file is readable UTF-8 without keeping it)."""
+    return sum(1 for _, text in iter_lines(path) if text.strip())
+
+
 def read_monolingual(
     paths: List[str], dedupe: bool = False, max_lines_per_file: Optional[int] = None, seed: int = 1
 ) -> List[str]:
@@ -37,6 +42,8 @@ def read_monolingual(
 
     Empty lines and duplicates are dropped and counted in the log.
     """
+    if max_lines_per_file is not None and max_lines_per_file < 1:
+        raise InputError(f"the per-file line cap must be at least 1, got {max_lines_per_file}")
     rng = random.Random(seed)
     seen = set()
     kept: List[str] = []

@@ -39,10 +39,10 @@ import os
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import InputError
-from .binarize import copy_vocabulary, split_holdout
+from .binarize import check_holdout, copy_vocabulary, split_holdout
 from .text import count_lines, iter_lines
 from .word_tokenize import get_tokenizer, resolve, tokenizer_fallbacks, whitespace_words
-from .word_alignment import SYMMETRIZATIONS, Link, eflomal_align, parse_pharaoh
+from .word_alignment import SYMMETRIZATIONS, Link, check_link_range, eflomal_align, read_pharaoh_file
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _read_corpus(src_path: str, tgt_path: str, alignments_path: Optional[str]):
         raise InputError("files differ in line count: " + ", ".join(f"{p} has {n}" for p, n in counts.items()))
     src_lines = list(iter_lines(src_path))
     tgt_lines = [text for _, text in iter_lines(tgt_path)]
-    align_lines = [text for _, text in iter_lines(alignments_path)] if alignments_path else None
+    align_lines = read_pharaoh_file(alignments_path) if alignments_path else None
     return src_lines, tgt_lines, align_lines
 
 
@@ -126,6 +126,14 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
     src_lines, tgt_lines, align_lines = _read_corpus(src_path, tgt_path, alignments_path)
     if not src_lines:
         raise InputError(f"{src_path}: empty file")
+    words_of_line = None
+    if align_lines is not None:
+        # every line's links against its words before any encoding (a pair dropped later as too
+        # long still has to have a well-formed alignment line)
+        words_of_line = [(src_words_of(src.strip()), tgt_words_of(tgt.strip()))
+                         for (_, src), tgt in zip(src_lines, tgt_lines)]
+        for (number, _), (src_words, tgt_words), pair_links in zip(src_lines, words_of_line, align_lines):
+            check_link_range(pair_links, len(src_words), len(tgt_words), f"{alignments_path}:{number}")
 
     drops = {reason: 0 for reason in DROP_REASONS}
     kept = []  # (line number, src ids, tgt ids, src owners, tgt owners, number of words per side)
@@ -139,15 +147,14 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
         if len(src_ids) > max_tokens_per_side or len(tgt_ids) > max_tokens_per_side:
             drops["too_long"] += 1
             continue
-        src_words, tgt_words = src_words_of(src), tgt_words_of(tgt)
+        src_words, tgt_words = words_of_line[k] if words_of_line is not None else (src_words_of(src), tgt_words_of(tgt))
         src_owner, _ = piece_words(src, src_spans, src_words)
         tgt_owner, _ = piece_words(tgt, tgt_spans, tgt_words)
         kept.append((k, number, src_ids, tgt_ids, src_owner, tgt_owner,
                      [src[b:e] for b, e in src_words], [tgt[b:e] for b, e in tgt_words]))
 
     if align_lines is not None:
-        links = [set(parse_pharaoh(align_lines[row[0]], len(row[6]), len(row[7]), f"{alignments_path}:{row[1]}"))
-                 for row in kept]
+        links = [set(align_lines[row[0]]) for row in kept]
     else:
         links = eflomal_align([row[6] for row in kept], [row[7] for row in kept], symmetrization) if kept else []
 
@@ -164,6 +171,7 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
         examples.append((src_ids, tgt_ids, forward, reverse))
     if not examples:
         raise InputError(f"{src_path} / {tgt_path}: no usable pair (drops: {drops})")
+    check_holdout(len(examples), valid_lines, source=f"{src_path} / {tgt_path}")
     train, valid = split_holdout(examples, valid_lines, seed)
     os.makedirs(destdir, exist_ok=True)
     splits = {}

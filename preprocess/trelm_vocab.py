@@ -41,7 +41,8 @@ from typing import List, Optional
 import torch
 
 from . import InputError
-from .embedding_alignment import AlignmentConfig, align_embeddings, normalize_embeddings
+from .checks import check_dictionary
+from .embedding_alignment import AlignmentConfig, align_embeddings, normalization_steps, normalize_embeddings
 from .import_encoder import EncoderShape, build_fairseq_model, load_fairseq_checkpoint, save_fairseq_checkpoint
 from .spm import train_sentencepiece
 from .text import iter_lines, write_lines
@@ -102,16 +103,22 @@ def build_vocabulary(english_checkpoint: str, english_text: List[str], new_text:
         raise InputError(f"--lm-head {lm_head!r}: choose from {', '.join(LM_HEAD_CHOICES)}")
     if vocab_size < 16:
         raise InputError(f"--vocab-size {vocab_size} is too small")
+    try:
+        normalization_steps(source_normalize)
+    except ValueError as err:
+        raise InputError(f"--source-normalize {source_normalize!r}: {err}") from err
     for path in [*english_text, *new_text]:
         if not any(text.strip() for _, text in iter_lines(path)):
             raise InputError(f"{path}: no text (empty file)")
+    # the dictionary before the checkpoint: it is found without loading it, and loading is the slow part
+    english_dict = english_dict or os.path.join(os.path.dirname(os.path.abspath(english_checkpoint)), "dict.txt")
+    if not os.path.isfile(english_dict):
+        raise InputError(f"{english_dict}: the English model's dict.txt not found (pass --english-dict)")
+    check_dictionary(english_dict)
     state = load_fairseq_checkpoint(english_checkpoint, required=("model", "cfg"))
     english = state["model"]
     if EMBED_KEY not in english:
         raise InputError(f"{english_checkpoint}: no {EMBED_KEY}: not a RoBERTa-family encoder checkpoint")
-    english_dict = english_dict or os.path.join(os.path.dirname(os.path.abspath(english_checkpoint)), "dict.txt")
-    if not os.path.isfile(english_dict):
-        raise InputError(f"{english_dict}: the English model's dict.txt not found (pass --english-dict)")
     en_dictionary = load_dictionary(english_dict)
     en_embed = english[EMBED_KEY].float()
     if en_embed.size(0) < len(en_dictionary):

@@ -130,8 +130,8 @@ def trim_vocab(srcdir: str, corpora: Sequence[str], destdir: str) -> TrimReport:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
+    lines = _read_corpora(corpora)  # before the (large) checkpoint is loaded
     state, dictionary, processor, extra_symbols = _load_encoder_dir(srcdir)
-    lines = _read_corpora(corpora)
     encoded = _encode(processor, lines)
     counts = collections.Counter(piece for pieces in encoded for piece in pieces)
 

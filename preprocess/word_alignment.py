@@ -2,32 +2,51 @@
 ``i-j`` links, symmetrization of two directional alignments, and eflomal over a whole corpus."""
 import os
 import tempfile
-from typing import List, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from . import InputError
+from .text import iter_lines
 
 SYMMETRIZATIONS = ("grow-diag-final-and", "grow-diag-final", "intersection", "union", "forward", "reverse")
 
 Link = Tuple[int, int]  # (source word, target word)
 
 
-def parse_pharaoh(line: str, num_src: int, num_tgt: int, where: str) -> List[Link]:
-    """``"0-0 1-2"`` -> links; a malformed link or an index past a sentence's end is an
-    error naming ``where`` (``file:line``)."""
+def parse_links(line: str, where: str) -> List[Link]:
+    """``"0-0 1-2"`` -> links, checking only the form (so a whole file can be checked before
+    the sentences' words are known); a malformed link is an error naming ``where``."""
     links = []
     for item in line.split():
         parts = item.split("-")
         if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit():
             raise InputError(f"{where}: malformed alignment link {item!r} (expected i-j, 0-based word indices)")
-        i, j = int(parts[0]), int(parts[1])
-        if i >= num_src:
-            raise InputError(f"{where}: link {item} points past the end of the source sentence "
-                             f"({num_src} words)")
-        if j >= num_tgt:
-            raise InputError(f"{where}: link {item} points past the end of the target sentence "
-                             f"({num_tgt} words)")
-        links.append((i, j))
+        links.append((int(parts[0]), int(parts[1])))
     return links
+
+
+def check_link_range(links: Sequence[Link], num_src: Optional[int], num_tgt: Optional[int],
+                     where: str) -> List[Link]:
+    """``links`` unchanged when every index lies inside its sentence (a side whose word count is
+    None is not checked yet); else an error naming ``where``."""
+    for i, j in links:
+        if num_src is not None and i >= num_src:
+            raise InputError(f"{where}: link {i}-{j} points past the end of the source sentence "
+                             f"({num_src} words)")
+        if num_tgt is not None and j >= num_tgt:
+            raise InputError(f"{where}: link {i}-{j} points past the end of the target sentence "
+                             f"({num_tgt} words)")
+    return list(links)
+
+
+def read_pharaoh_file(path: str) -> List[List[Link]]:
+    """Every line of a Pharaoh file as links, the whole file checked for form up front."""
+    return [parse_links(text, f"{path}:{number}") for number, text in iter_lines(path)]
+
+
+def parse_pharaoh(line: str, num_src: int, num_tgt: int, where: str) -> List[Link]:
+    """``"0-0 1-2"`` -> links; a malformed link or an index past a sentence's end is an
+    error naming ``where`` (``file:line``)."""
+    return check_link_range(parse_links(line, where), num_src, num_tgt, where)
 
 
 def symmetrize(forward: Set[Link], reverse: Set[Link], method: str) -> Set[Link]:
