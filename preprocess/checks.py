@@ -30,7 +30,8 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            wanted = {0: "must not be negative", 1: "must be positive"}.get(minimum, f"must be at least {minimum}")
+            raise argparse.ArgumentTypeError(f"{wanted}, got {value}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"

@@ -189,6 +189,13 @@ def _check_destdir(args):
 
 
 def _check_trim_vocab(args):
+    from .import_encoder import DICT_FILE, SPM_FILE, encoder_dir_files
+    from .spm import load_sentencepiece
+    from .trim_vocab import ENCODER_DIR_HINT
+
+    paths = encoder_dir_files(args.model_dir, ENCODER_DIR_HINT)
+    check_dictionary(paths[DICT_FILE])
+    load_sentencepiece(paths[SPM_FILE])
     check_input_files(args.input)
     check_output_dir(args.destdir)
 

@@ -110,15 +110,14 @@ def build_vocabulary(english_checkpoint: str, english_text: List[str], new_text:
     for path in [*english_text, *new_text]:
         if not any(text.strip() for _, text in iter_lines(path)):
             raise InputError(f"{path}: no text (empty file)")
-    # the dictionary before the checkpoint: it is found without loading it, and loading is the slow part
-    english_dict = english_dict or os.path.join(os.path.dirname(os.path.abspath(english_checkpoint)), "dict.txt")
-    if not os.path.isfile(english_dict):
-        raise InputError(f"{english_dict}: the English model's dict.txt not found (pass --english-dict)")
-    check_dictionary(english_dict)
     state = load_fairseq_checkpoint(english_checkpoint, required=("model", "cfg"))
     english = state["model"]
     if EMBED_KEY not in english:
         raise InputError(f"{english_checkpoint}: no {EMBED_KEY}: not a RoBERTa-family encoder checkpoint")
+    english_dict = english_dict or os.path.join(os.path.dirname(os.path.abspath(english_checkpoint)), "dict.txt")
+    if not os.path.isfile(english_dict):
+        raise InputError(f"{english_dict}: the English model's dict.txt not found (pass --english-dict)")
+    check_dictionary(english_dict)
     en_dictionary = load_dictionary(english_dict)
     en_embed = english[EMBED_KEY].float()
     if en_embed.size(0) < len(en_dictionary):

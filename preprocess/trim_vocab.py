@@ -47,6 +47,7 @@ VOCAB_SIZED_KEYS = (  # the same keys as xsl_fairseq.models.xsl_roberta.VOCAB_SI
     "encoder.lm_head.bias",
 )
 ENCODE_BATCH_LINES = 10000
+ENCODER_DIR_HINT = "run xsl-prep import-encoder first"
 
 
 @dataclasses.dataclass
@@ -76,7 +77,7 @@ def count_state_parameters(state_dict: Dict[str, torch.Tensor]) -> int:
 
 
 def _load_encoder_dir(srcdir: str):
-    paths = encoder_dir_files(srcdir, "run xsl-prep import-encoder first")
+    paths = encoder_dir_files(srcdir, ENCODER_DIR_HINT)
     import sentencepiece as spm
     from fairseq.data import Dictionary
 
@@ -130,7 +131,8 @@ def trim_vocab(srcdir: str, corpora: Sequence[str], destdir: str) -> TrimReport:
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-    lines = _read_corpora(corpora)  # before the (large) checkpoint is loaded
+    encoder_dir_files(srcdir, ENCODER_DIR_HINT)  # the directory's files exist, and the corpora
+    lines = _read_corpora(corpora)  # have text, before the (large) checkpoint is loaded
     state, dictionary, processor, extra_symbols = _load_encoder_dir(srcdir)
     encoded = _encode(processor, lines)
     counts = collections.Counter(piece for pieces in encoded for piece in pieces)

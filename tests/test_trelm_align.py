@@ -68,9 +68,10 @@ def test_bad_inputs_name_file_and_line(tiny_data_bin, tmp_path, capsys):
     empty_de = write(tmp_path / "empty.de", [])
     with pytest.raises(InputError, match="empty file"):
         align_corpus(empty, empty_de, "en", "de", spm, dictionary, str(tmp_path / "o3"))
-    code = cli_main(["trelm-align", "--src", src, "--tgt", tgt, "--tgt-lang", "de", "--spm", spm,
-                     "--dict", dictionary, "--destdir", str(tmp_path / "o4"), "--max-tokens-per-side", "0"])
-    assert code == 2 and "must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # checked at parse time
+        cli_main(["trelm-align", "--src", src, "--tgt", tgt, "--tgt-lang", "de", "--spm", spm,
+                  "--dict", dictionary, "--destdir", str(tmp_path / "o4"), "--max-tokens-per-side", "0"])
+    assert exit_info.value.code == 2 and "must be positive" in capsys.readouterr().err
 
 
 def test_words_come_from_the_language_aware_tokenizer(tiny_data_bin, tmp_path):
