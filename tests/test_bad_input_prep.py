@@ -122,13 +122,13 @@ def salt(f, out, *extra):
     return ["salt-augment", "--checkpoint", out / "model.pt", "--data", out, "--destdir", out / "salt", *extra]
 
 
-def trim_dir(f, out):
-    """An import-encoder layout whose model.pt is not a checkpoint: an error about the corpus
-    proves the corpus was read before the checkpoint."""
+def trim_dir(f, out, dictionary="dict"):
+    """An import-encoder layout whose model.pt is not a checkpoint: an error about anything else
+    proves it was found before the checkpoint was read."""
     model_dir = out / "encoder"
     model_dir.mkdir()
     (model_dir / "model.pt").write_bytes(b"not a checkpoint")
-    (model_dir / "dict.txt").write_bytes(f["dict"].read_bytes())
+    (model_dir / "dict.txt").write_bytes(f[dictionary].read_bytes())
     (model_dir / "sentencepiece.bpe.model").write_bytes(f["spm"].read_bytes())
     return model_dir
 
@@ -160,6 +160,9 @@ CASES = [
     Case("spm-encode/model-is-not-sentencepiece",
          lambda f, o: ["spm-encode", "--model", f["not_spm"], "--input", f["en"], "--output", o / "x"],
          lambda f, o: [str(f["not_spm"])], also=["not a sentencepiece model"]),
+    Case("spm-encode/output-below-a-file",
+         lambda f, o: ["spm-encode", "--model", f["spm"], "--input", f["en"], "--output", f["a_file"] / "out.txt"],
+         lambda f, o: [str(f["a_file"])], also=["is a file"]),
     # ---- binarize-mono
     Case("binarize-mono/dict-line-without-count", lambda f, o: mono(f, o, dictionary="dict_no_count"),
          lambda f, o: [f"{f['dict_no_count']}:2:"], also=["'<token> <count>'"]),
@@ -272,6 +275,14 @@ CASES = [
     Case("trim-vocab/empty-corpus-before-checkpoint",
          lambda f, o: ["trim-vocab", "--model-dir", trim_dir(f, o), "--input", f["empty"], "--destdir", o / "trim"],
          lambda f, o: [str(f["empty"])], also=["no non-empty lines"]),
+    Case("trim-vocab/encoder-dict-duplicate-before-checkpoint",
+         lambda f, o: ["trim-vocab", "--model-dir", trim_dir(f, o, dictionary="dict_duplicate"), "--input", f["en"],
+                       "--destdir", o / "trim"],
+         lambda f, o: [f"{o / 'encoder' / 'dict.txt'}:3:"], also=["duplicate entry"]),
+    # ---- trelm-combine (checked before either checkpoint is read)
+    Case("trelm-combine/output-is-a-directory",
+         lambda f, o: ["trelm-combine", "--upper", o / "upper.pt", "--lower", o / "lower.pt", "--output", o],
+         lambda f, o: [str(o)], also=["is a directory"]),
     # ---- salt-augment (checked before its checkpoint is read)
     Case("salt-augment/cs-prob-above-1", lambda f, o: salt(f, o, "--cs-prob", "1.5"), lambda f, o: ["--cs-prob"]),
     Case("salt-augment/topk-zero", lambda f, o: salt(f, o, "--topk", "0"), lambda f, o: ["--topk"]),
