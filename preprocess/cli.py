@@ -147,9 +147,10 @@ def _normalization_spec(spec: str) -> str:
 
 
 def _check_vocabulary(spm_model, dict_path):
-    check_dictionary(dict_path)
     if spm_model:
-        check_sentencepiece_matches_dictionary(spm_model, dict_path)
+        check_sentencepiece_matches_dictionary(spm_model, dict_path)  # checks dict.txt's lines too
+    else:
+        check_dictionary(dict_path)
 
 
 def _check_spm_train(args):
@@ -314,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("spm-train", help="train a joint sentencepiece model and dict.txt")
     p.add_argument("--input", nargs="+", required=True, help="raw text files, one sentence per line")
     p.add_argument("--model-prefix", required=True, help="writes PREFIX.model/.vocab and dict.txt beside it")
-    p.add_argument("--vocab-size", type=int_at_least(4), default=16000)
+    p.add_argument("--vocab-size", type=int_at_least(4), default=16000,
+                   help="pieces, sentencepiece's <unk> <s> </s> included")
     p.add_argument("--character-coverage", type=float_between(0.98, 1.0), default=0.9995,
                    help="fraction of characters covered (sentencepiece accepts 0.98 to 1)")
     p.add_argument("--model-type", default="unigram", choices=["unigram", "bpe", "char", "word"])

@@ -282,7 +282,7 @@ CASES = [
     # ---- trelm-combine (checked before either checkpoint is read)
     Case("trelm-combine/output-is-a-directory",
          lambda f, o: ["trelm-combine", "--upper", o / "upper.pt", "--lower", o / "lower.pt", "--output", o],
-         lambda f, o: [str(o)], also=["is a directory"]),
+         lambda f, o: [f"{o}: --output"], also=["is a directory"]),
     # ---- salt-augment (checked before its checkpoint is read)
     Case("salt-augment/cs-prob-above-1", lambda f, o: salt(f, o, "--cs-prob", "1.5"), lambda f, o: ["--cs-prob"]),
     Case("salt-augment/topk-zero", lambda f, o: salt(f, o, "--topk", "0"), lambda f, o: ["--topk"]),
