@@ -22,7 +22,9 @@ miner produces those pairs:
    was made with otherwise.
 3. **Alignment.** eflomal (``--symmetrize`` grow-diag-final-and by default) over the
    whole corpus at once, or precomputed Pharaoh ``i-j`` links (source word i, target
-   word j, 0-based) from any aligner (fast_align, awesome-align, GIZA++ via symal).
+   word j, 0-based) from any aligner (fast_align, awesome-align, GIZA++ via symal). The file is
+   checked before spaCy runs: its form always, links past a sentence's end unless the English
+   words are spaCy's own tokens (``--src-tokenizer spacy``: then after tagging).
 4. **Projection.** An entity's answer is the hull (first to last) of the target words
    aligned to its content words, moved inwards past words without a letter or digit at
    either edge (a quote or bracket is never an answer's first or last word). Stop

@@ -22,7 +22,8 @@ fast_align on WordPiece tokens; here words are aligned and the links mapped onto
 
 Drops, counted in ``trelm.json`` and the log: a side empty (``empty_side``), a side with more than
 ``--max-tokens-per-side`` pieces (``too_long``), no link at all (``no_link``). Line-count mismatches,
-malformed links and links past a sentence's end are errors naming ``file:line``.
+malformed links and links past a sentence's end are errors naming ``file:line``, found for every line
+(also those dropped later) before any sentence is encoded.
 
 Layout written (``DEST/``)::
 
