@@ -17,6 +17,7 @@ import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 from . import InputError
+from .atomic import atomic_directory
 from .spm import SentencePieceEncoder
 from .text import read_monolingual, read_parallel, write_lines
 
@@ -80,10 +81,9 @@ def binarize_monolingual(
         train, valid = split_holdout(lines, valid_lines, seed)
     if encoder:
         train, valid = encoder.encode_lines(train), encoder.encode_lines(valid)
-    os.makedirs(destdir, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(destdir) as staging:
         write_lines(os.path.join(tmp, "train.txt"), train)
-        argv = ["--only-source", "--srcdict", dict_path, "--destdir", destdir,
+        argv = ["--only-source", "--srcdict", dict_path, "--destdir", staging,
                 "--trainpref", os.path.join(tmp, "train.txt"), "--workers", str(workers),
                 "--dataset-impl", "mmap"]
         if valid:
@@ -151,12 +151,11 @@ def binarize_parallel(
     valid_src, valid_tgt = tokenize(valid)
     if not train_src:
         raise InputError(f"no {src_lang}-{tgt_lang} training pairs left after filtering")
-    os.makedirs(destdir, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(destdir) as staging:
         write_lines(os.path.join(tmp, f"train.{src_lang}"), train_src)
         write_lines(os.path.join(tmp, f"train.{tgt_lang}"), train_tgt)
         argv = ["--source-lang", src_lang, "--target-lang", tgt_lang,
-                "--srcdict", dict_path, "--tgtdict", dict_path, "--destdir", destdir,
+                "--srcdict", dict_path, "--tgtdict", dict_path, "--destdir", staging,
                 "--trainpref", os.path.join(tmp, "train"), "--workers", str(workers),
                 "--dataset-impl", "mmap"]
         if valid_src:
@@ -192,8 +191,9 @@ def binarize_per_language(inputs: List[str], dict_path: str, destdir: str, **opt
     applied to every language."""
     _check_dict(dict_path)
     groups = parse_language_inputs(inputs)
-    stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(destdir, lang), **options)
-             for lang, paths in groups}
-    shutil.copyfile(dict_path, os.path.join(destdir, "dict.txt"))
+    with atomic_directory(destdir) as staging:  # every language or none; the top dict.txt last
+        stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(staging, lang), **options)
+                 for lang, paths in groups}
+        shutil.copyfile(dict_path, os.path.join(staging, "dict.txt"))
     logger.info("binarized %d languages into %s: %s", len(groups), destdir, stats)
     return stats

@@ -74,6 +74,7 @@ import numpy as np
 import regex
 
 from . import InputError
+from .atomic import atomic_directory
 from . import word_tokenize
 from .binarize import split_holdout
 from .text import count_lines, iter_lines
@@ -525,39 +526,37 @@ def mine_wps(
                          "and --max-tokens-per-side)")
 
     train, valid = split_holdout(mined, valid_pairs, seed)
-    os.makedirs(destdir, exist_ok=True)
-    for path in (dict_path, spm_model):
-        target = os.path.join(destdir, os.path.basename(path))
-        if os.path.abspath(path) != os.path.abspath(target):
-            shutil.copyfile(path, target)
-    split_samples = {"train": _write_split(destdir, "train", train, languages)}
-    if valid:
-        split_samples["valid"] = _write_split(destdir, "valid", valid, languages)
-    total = MiningCounts()
-    for counts in per_language.values():
-        total.add(counts)
-    report = {
-        "languages": languages,
-        "sample_columns": list(SAMPLE_COLUMNS),
-        "counts": dataclasses.asdict(total),
-        "counts_per_language": {lang: dataclasses.asdict(c) for lang, c in per_language.items()},
-        "pairs_per_second": {lang: round(per_language[lang].pairs_seen / seconds[lang], 1) if seconds[lang] else None
-                             for lang in languages},
-        "word_tokenizers": {lang: rule.tokenizer + (" (substrings on its word boundaries)" if rule.on_word_boundaries
-                                                    else " (substrings)" if rule.substring else "")
-                            for lang, rule in rules.items()},
-        "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks(),
-        "split_pairs": {"train": len(train), "valid": len(valid)},
-        "split_samples": split_samples,
-        "dictionaries": {lang: {"path": d.path, "entries_read": d.entries_read, "entries_kept": d.entries_kept}
-                         for lang, d in bilingual.items()},
-        "options": {"corpora": [list(c) for c in corpora], "max_tokens_per_side": max_tokens_per_side,
-                    "max_pairs_per_corpus": max_pairs_per_corpus, "unspaced_languages": list(unspaced_languages),
-                    "word_tokenizer": word_tokenizer,
-                    "stop_words": stop_words_path or "built-in English list", "seed": seed,
-                    "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
-    }
-    with open(os.path.join(destdir, "mining.json"), "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2, ensure_ascii=False)
+    with atomic_directory(destdir) as staging:  # every split and mining.json, or nothing
+        for path in (dict_path, spm_model):
+            shutil.copyfile(path, os.path.join(staging, os.path.basename(path)))
+        split_samples = {"train": _write_split(staging, "train", train, languages)}
+        if valid:
+            split_samples["valid"] = _write_split(staging, "valid", valid, languages)
+        total = MiningCounts()
+        for counts in per_language.values():
+            total.add(counts)
+        report = {
+            "languages": languages,
+            "sample_columns": list(SAMPLE_COLUMNS),
+            "counts": dataclasses.asdict(total),
+            "counts_per_language": {lang: dataclasses.asdict(c) for lang, c in per_language.items()},
+            "pairs_per_second": {lang: round(per_language[lang].pairs_seen / seconds[lang], 1) if seconds[lang] else None
+                                 for lang in languages},
+            "word_tokenizers": {lang: rule.tokenizer + (" (substrings on its word boundaries)" if rule.on_word_boundaries
+                                                        else " (substrings)" if rule.substring else "")
+                                for lang, rule in rules.items()},
+            "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks(),
+            "split_pairs": {"train": len(train), "valid": len(valid)},
+            "split_samples": split_samples,
+            "dictionaries": {lang: {"path": d.path, "entries_read": d.entries_read, "entries_kept": d.entries_kept}
+                             for lang, d in bilingual.items()},
+            "options": {"corpora": [list(c) for c in corpora], "max_tokens_per_side": max_tokens_per_side,
+                        "max_pairs_per_corpus": max_pairs_per_corpus, "unspaced_languages": list(unspaced_languages),
+                        "word_tokenizer": word_tokenizer,
+                        "stop_words": stop_words_path or "built-in English list", "seed": seed,
+                        "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
+        }
+        with open(os.path.join(staging, "mining.json"), "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=2, ensure_ascii=False)
     logger.info("mined %s; samples per split %s; written to %s", report["counts"], split_samples, destdir)
     return report
