@@ -84,6 +84,19 @@ def trelm_data(root: Path) -> Path:
     return directory
 
 
+def tagging_data(root: Path) -> Path:
+    """40 tagged sentences in the layout xsl-eval ner/pos writes for ``--task xsl_token_labeling``
+    (its batch order is the one ``xsl_span_qa`` uses too)."""
+    directory = write_dictionary(root / "tags")
+    (directory / "labels.txt").write_text("O\nB-PER\nI-PER\n", encoding="utf-8")
+    rng = np.random.default_rng(3)
+    sentences = random_sentences(rng, 40)
+    write_sequences(str(directory / "train.tokens"), [[0, *s, 2] for s in sentences])
+    write_sequences(str(directory / "train.labels"),
+                    [[-1, *rng.integers(0, 3, len(s)).tolist(), -1] for s in sentences])
+    return directory
+
+
 COMMON = ["--user-dir", "xsl_fairseq", "--optimizer", "adam", "--lr", "1e-3", "--lr-scheduler", "inverse_sqrt",
           "--warmup-updates", 6, "--max-update", UPDATES, "--save-interval-updates", CHECKPOINT_AT,
           "--required-batch-size-multiple", 1, "--cpu", "--num-workers", 0, "--seed", 3, "--log-format", "json",
@@ -104,6 +117,8 @@ TASKS = {
     "xsl_trelm_cdlm": (trelm_data, ["--task", "xsl_trelm_cdlm", "--criterion", "xsl_trelm_cdlm",
                                     "--trelm-stage", "upper", "--arch", "xsl_trelm_tiny", "--max-positions", 64,
                                     "--batch-size", 8]),
+    "xsl_token_labeling": (tagging_data, ["--task", "xsl_token_labeling", "--criterion", "xsl_token_labeling",
+                                          "--arch", "xsl_roberta_tiny", "--max-positions", 32, "--batch-size", 8]),
     "xsl_sentence_prediction": (lambda root: write_toy_sentence_pairs(root / "pairs", examples=40),
                                 [*SENTENCE_PAIRS, "--criterion", "sentence_prediction"]),
     "xsl_sentence_prediction+xsl_salt": (lambda root: write_toy_sentence_pairs(root / "pairs", examples=40),
