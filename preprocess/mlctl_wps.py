@@ -526,36 +526,37 @@ def mine_wps(
                          "and --max-tokens-per-side)")
 
     train, valid = split_holdout(mined, valid_pairs, seed)
+    splits = {"train": train, **({"valid": valid} if valid else {})}
+    split_samples = {split: sum(len(pair.samples) for pair in pairs) for split, pairs in splits.items()}
+    total = MiningCounts()
+    for counts in per_language.values():
+        total.add(counts)
+    report = {
+        "languages": languages,
+        "sample_columns": list(SAMPLE_COLUMNS),
+        "counts": dataclasses.asdict(total),
+        "counts_per_language": {lang: dataclasses.asdict(c) for lang, c in per_language.items()},
+        "pairs_per_second": {lang: round(per_language[lang].pairs_seen / seconds[lang], 1) if seconds[lang] else None
+                             for lang in languages},
+        "word_tokenizers": {lang: rule.tokenizer + (" (substrings on its word boundaries)" if rule.on_word_boundaries
+                                                    else " (substrings)" if rule.substring else "")
+                            for lang, rule in rules.items()},
+        "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks(),
+        "split_pairs": {"train": len(train), "valid": len(valid)},
+        "split_samples": split_samples,
+        "dictionaries": {lang: {"path": d.path, "entries_read": d.entries_read, "entries_kept": d.entries_kept}
+                         for lang, d in bilingual.items()},
+        "options": {"corpora": [list(c) for c in corpora], "max_tokens_per_side": max_tokens_per_side,
+                    "max_pairs_per_corpus": max_pairs_per_corpus, "unspaced_languages": list(unspaced_languages),
+                    "word_tokenizer": word_tokenizer,
+                    "stop_words": stop_words_path or "built-in English list", "seed": seed,
+                    "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
+    }
     with atomic_directory(destdir) as staging:  # every split and mining.json, or nothing
         for path in (dict_path, spm_model):
             shutil.copyfile(path, os.path.join(staging, os.path.basename(path)))
-        split_samples = {"train": _write_split(staging, "train", train, languages)}
-        if valid:
-            split_samples["valid"] = _write_split(staging, "valid", valid, languages)
-        total = MiningCounts()
-        for counts in per_language.values():
-            total.add(counts)
-        report = {
-            "languages": languages,
-            "sample_columns": list(SAMPLE_COLUMNS),
-            "counts": dataclasses.asdict(total),
-            "counts_per_language": {lang: dataclasses.asdict(c) for lang, c in per_language.items()},
-            "pairs_per_second": {lang: round(per_language[lang].pairs_seen / seconds[lang], 1) if seconds[lang] else None
-                                 for lang in languages},
-            "word_tokenizers": {lang: rule.tokenizer + (" (substrings on its word boundaries)" if rule.on_word_boundaries
-                                                        else " (substrings)" if rule.substring else "")
-                                for lang, rule in rules.items()},
-            "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks(),
-            "split_pairs": {"train": len(train), "valid": len(valid)},
-            "split_samples": split_samples,
-            "dictionaries": {lang: {"path": d.path, "entries_read": d.entries_read, "entries_kept": d.entries_kept}
-                             for lang, d in bilingual.items()},
-            "options": {"corpora": [list(c) for c in corpora], "max_tokens_per_side": max_tokens_per_side,
-                        "max_pairs_per_corpus": max_pairs_per_corpus, "unspaced_languages": list(unspaced_languages),
-                        "word_tokenizer": word_tokenizer,
-                        "stop_words": stop_words_path or "built-in English list", "seed": seed,
-                        "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
-        }
+        for split, pairs in splits.items():
+            _write_split(staging, split, pairs, languages)
         with open(os.path.join(staging, "mining.json"), "w", encoding="utf-8") as out:
             json.dump(report, out, indent=2, ensure_ascii=False)
     logger.info("mined %s; samples per split %s; written to %s", report["counts"], split_samples, destdir)

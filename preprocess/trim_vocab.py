@@ -167,7 +167,8 @@ def trim_vocab(srcdir: str, corpora: Sequence[str], destdir: str) -> TrimReport:
     parameters_after = count_state_parameters(model_state)
 
     os.makedirs(destdir, exist_ok=True)
-    with atomic_write(os.path.join(destdir, SPM_FILE), "wb") as out:  # model.pt, the last, marks a finished run
+    # each file complete or absent; model.pt, written last, is what a finished trim is known by
+    with atomic_write(os.path.join(destdir, SPM_FILE), "wb") as out:
         out.write(new_spm)
     new_pieces = [new_processor.id_to_piece(i) for i in range(SPM_SPECIALS, new_processor.get_piece_size())]
     write_dict(new_pieces, os.path.join(destdir, DICT_FILE), counts)

@@ -100,6 +100,7 @@ def test_fairseq_train_builds_the_documented_model(data_dir, arch):
 
     assert len(encoder.layers) == want.layers
     assert encoder.embed_tokens.embedding_dim == want.dim
+    assert encoder.embed_scale == 1.0  # RoBERTa / BERT do not scale the word embeddings
     for layer in layers:
         assert layer.self_attn.num_heads == want.heads
         assert (layer.fc1.in_features, layer.fc1.out_features) == (want.dim, want.ffn)
