@@ -17,6 +17,7 @@ import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 from . import InputError
+from .atomic import atomic_directory
 from .spm import SentencePieceEncoder, load_sentencepiece
 from .text import count_nonempty_lines, read_monolingual, read_parallel, write_lines
 
@@ -90,10 +91,9 @@ def binarize_monolingual(
         train, valid = split_holdout(lines, valid_lines, seed, source=", ".join(inputs))
     if encoder:
         train, valid = encoder.encode_lines(train), encoder.encode_lines(valid)
-    os.makedirs(destdir, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(destdir) as staging:
         write_lines(os.path.join(tmp, "train.txt"), train)
-        argv = ["--only-source", "--srcdict", dict_path, "--destdir", destdir,
+        argv = ["--only-source", "--srcdict", dict_path, "--destdir", staging,
                 "--trainpref", os.path.join(tmp, "train.txt"), "--workers", str(workers),
                 "--dataset-impl", "mmap"]
         if valid:
@@ -163,12 +163,11 @@ def binarize_parallel(
     if not train_src:
         raise InputError(f"{', '.join(f'{s} / {t}' for s, t in train_pairs)}: no {src_lang}-{tgt_lang} "
                          "training pairs left after filtering (see the drop counts above)")
-    os.makedirs(destdir, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_directory(destdir) as staging:
         write_lines(os.path.join(tmp, f"train.{src_lang}"), train_src)
         write_lines(os.path.join(tmp, f"train.{tgt_lang}"), train_tgt)
         argv = ["--source-lang", src_lang, "--target-lang", tgt_lang,
-                "--srcdict", dict_path, "--tgtdict", dict_path, "--destdir", destdir,
+                "--srcdict", dict_path, "--tgtdict", dict_path, "--destdir", staging,
                 "--trainpref", os.path.join(tmp, "train"), "--workers", str(workers),
                 "--dataset-impl", "mmap"]
         if valid_src:
@@ -222,8 +221,9 @@ def binarize_per_language(inputs: List[str], dict_path: str, destdir: str, **opt
     _check_language_inputs(groups, options.get("valid_lines", 0), options.get("max_lines_per_file"))
     if options.get("spm_model"):
         load_sentencepiece(options["spm_model"])
-    stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(destdir, lang), **options)
-             for lang, paths in groups}
-    shutil.copyfile(dict_path, os.path.join(destdir, "dict.txt"))
+    with atomic_directory(destdir) as staging:  # every language or none; the top dict.txt last
+        stats = {lang: binarize_monolingual(paths, dict_path, os.path.join(staging, lang), **options)
+                 for lang, paths in groups}
+        shutil.copyfile(dict_path, os.path.join(staging, "dict.txt"))
     logger.info("binarized %d languages into %s: %s", len(groups), destdir, stats)
     return stats

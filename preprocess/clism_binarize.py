@@ -41,6 +41,7 @@ import os
 from typing import List, Optional, Tuple
 
 from . import InputError
+from .atomic import atomic_directory
 from .binarize import check_holdout, copy_vocabulary, split_holdout
 from .text import iter_lines
 
@@ -155,23 +156,23 @@ def binarize_clism(inputs: List[str], spm_model: str, dict_path: str, destdir: s
         raise InputError(f"{', '.join(inputs)}: no pair with a usable span")
     check_holdout(len(examples), valid_lines, source=", ".join(inputs))
     train, valid = split_holdout(examples, valid_lines, seed)
-    os.makedirs(destdir, exist_ok=True)
     counts = {}
-    for split, rows in (("train", train), ("valid", valid)):
-        if not rows:
-            continue
-        prefix = os.path.join(destdir, split)
-        write_sequences(prefix + ".src", [r[0] for r in rows])
-        write_sequences(prefix + ".tgt", [r[1] for r in rows])
-        write_sequences(prefix + ".spans", [r[2] for r in rows])
-        counts[split] = {"pairs": len(rows), "spans": sum(len(r[2]) // 4 for r in rows),
-                         "source_tokens": sum(len(r[0]) for r in rows),
-                         "target_tokens": sum(len(r[1]) for r in rows)}
-    copy_vocabulary(dict_path, spm_model, destdir)
-    metadata = {"format": FORMAT, "que_symbol": QUE_SYMBOL, "dictionary_size": len(dictionary),
-                "inputs": list(inputs), "spans_read": spans_read, "drops": drops, "answers_widened": widened,
-                "splits": counts}
-    with open(os.path.join(destdir, METADATA_FILE), "w", encoding="utf-8") as out:
-        json.dump(metadata, out, indent=2)
+    with atomic_directory(destdir) as staging:  # all splits and clism.json, or nothing
+        for split, rows in (("train", train), ("valid", valid)):
+            if not rows:
+                continue
+            prefix = os.path.join(staging, split)
+            write_sequences(prefix + ".src", [r[0] for r in rows])
+            write_sequences(prefix + ".tgt", [r[1] for r in rows])
+            write_sequences(prefix + ".spans", [r[2] for r in rows])
+            counts[split] = {"pairs": len(rows), "spans": sum(len(r[2]) // 4 for r in rows),
+                             "source_tokens": sum(len(r[0]) for r in rows),
+                             "target_tokens": sum(len(r[1]) for r in rows)}
+        copy_vocabulary(dict_path, spm_model, staging)
+        metadata = {"format": FORMAT, "que_symbol": QUE_SYMBOL, "dictionary_size": len(dictionary),
+                    "inputs": list(inputs), "spans_read": spans_read, "drops": drops, "answers_widened": widened,
+                    "splits": counts}
+        with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as out:
+            json.dump(metadata, out, indent=2)
     logger.info("binarized %s into %s (spans read %d, dropped %s)", counts, destdir, spans_read, drops)
     return metadata

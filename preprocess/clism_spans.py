@@ -79,6 +79,7 @@ import regex
 
 from . import InputError
 from . import word_tokenize
+from .atomic import atomic_write
 from .text import count_lines, iter_lines
 from .word_alignment import (SYMMETRIZATIONS, Link, check_link_range, eflomal_align, parse_links,  # noqa: F401
                              parse_pharaoh, symmetrize)
@@ -350,8 +351,7 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
 
     started = time.time()
     label_set = set(entity_labels) if entity_labels else None
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    with open(output_path, "w", encoding="utf-8") as out:
+    with atomic_write(output_path) as out:  # a killed run leaves no half-written .jsonl
         for k, (number, src, tgt, _) in enumerate(pairs):
             if not entities[k]:
                 stats.pair_drops["no_entity"] += 1
@@ -373,7 +373,7 @@ def mine_spans(src_path: str, tgt_path: str, output_path: str, alignments_path: 
                          "tgt_tokenizer": tgt_tokenizer, "tgt_lang": tgt_lang,
                          "tokenizer_fallback_lines": word_tokenize.tokenizer_fallbacks()},
               **stats.as_dict()}
-    with open(output_path + ".stats.json", "w", encoding="utf-8") as out:
+    with atomic_write(output_path + ".stats.json") as out:
         json.dump(report, out, indent=2)
     logger.info("%s: kept %d of %d pairs (%d of %d spans); pair drops %s; span drops %s; %s pairs/s",
                 output_path, stats.pairs_kept, stats.pairs_read, stats.spans_kept, stats.spans_found,

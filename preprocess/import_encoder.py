@@ -77,6 +77,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from . import InputError
+from .atomic import atomic_paths, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def _compiled_normalizer(rules: Dict[int, Sequence[int]]):
 
 def write_dict(pieces: Sequence[str], path: str, counts: Optional[Dict[str, int]] = None) -> None:
     """``dict.txt`` lines for ``pieces`` (sentencepiece ids >= 3, in order)."""
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_write(path) as out:
         for piece in pieces:
             out.write(f"{piece} {counts.get(piece, 0) if counts is not None else 1}\n")
 
@@ -298,9 +299,8 @@ def save_fairseq_checkpoint(path: str, cfg, model, provenance: dict) -> None:
             "xsl_import": provenance,
         },
     }
-    tmp_path = path + ".tmp"
-    torch.save(state, tmp_path)
-    os.replace(tmp_path, path)
+    with atomic_paths(path) as (staged,):
+        torch.save(state, staged)
 
 
 def write_encoder_dir(
@@ -323,7 +323,8 @@ def write_encoder_dir(
     os.makedirs(destdir, exist_ok=True)
     processor = spm.SentencePieceProcessor(model_proto=spm_model)
     pieces = [processor.id_to_piece(i) for i in range(SPM_SPECIALS, processor.get_piece_size())]
-    with open(os.path.join(destdir, SPM_FILE), "wb") as out:
+    # each file complete or absent; model.pt, written last, is what a finished import is known by
+    with atomic_write(os.path.join(destdir, SPM_FILE), "wb") as out:
         out.write(spm_model)
     write_dict(pieces, os.path.join(destdir, DICT_FILE), dict_counts)
 

@@ -74,6 +74,7 @@ import numpy as np
 import regex
 
 from . import InputError
+from .atomic import atomic_directory
 from . import word_tokenize
 from .binarize import check_holdout, split_holdout
 from .text import count_lines, iter_lines
@@ -532,14 +533,8 @@ def mine_wps(
 
     check_holdout(len(mined), valid_pairs, source=", ".join(f"{en} / {xx}" for _, en, xx in corpora))
     train, valid = split_holdout(mined, valid_pairs, seed)
-    os.makedirs(destdir, exist_ok=True)
-    for path in (dict_path, spm_model):
-        target = os.path.join(destdir, os.path.basename(path))
-        if os.path.abspath(path) != os.path.abspath(target):
-            shutil.copyfile(path, target)
-    split_samples = {"train": _write_split(destdir, "train", train, languages)}
-    if valid:
-        split_samples["valid"] = _write_split(destdir, "valid", valid, languages)
+    splits = {"train": train, **({"valid": valid} if valid else {})}
+    split_samples = {split: sum(len(pair.samples) for pair in pairs) for split, pairs in splits.items()}
     total = MiningCounts()
     for counts in per_language.values():
         total.add(counts)
@@ -564,7 +559,12 @@ def mine_wps(
                     "stop_words": stop_words_path or "built-in English list", "seed": seed,
                     "spm_model": os.path.abspath(spm_model), "dict": os.path.abspath(dict_path)},
     }
-    with open(os.path.join(destdir, "mining.json"), "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=2, ensure_ascii=False)
+    with atomic_directory(destdir) as staging:  # every split and mining.json, or nothing
+        for path in (dict_path, spm_model):
+            shutil.copyfile(path, os.path.join(staging, os.path.basename(path)))
+        for split, pairs in splits.items():
+            _write_split(staging, split, pairs, languages)
+        with open(os.path.join(staging, "mining.json"), "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=2, ensure_ascii=False)
     logger.info("mined %s; samples per split %s; written to %s", report["counts"], split_samples, destdir)
     return report

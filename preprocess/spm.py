@@ -10,12 +10,14 @@ import collections
 import logging
 import os
 import re
+import shutil
 import tempfile
 from typing import List, Optional
 
 import sentencepiece as spm
 
 from . import InputError
+from .atomic import atomic_paths, atomic_write
 from .text import read_monolingual, write_lines
 
 logger = logging.getLogger(__name__)
@@ -55,14 +57,19 @@ def train_sentencepiece(
     languages with exponent 0.3 for the same reason).
     """
     lines = read_monolingual(inputs, dedupe=True, max_lines_per_file=max_lines_per_file, seed=seed)
+    model_path = model_prefix + ".model"
+    dict_path = os.path.join(os.path.dirname(os.path.abspath(model_prefix)), "dict.txt")
     os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    # all three appear together, the model (what a finished stage is recognised by) last
+    with tempfile.TemporaryDirectory() as tmp, \
+            atomic_paths(dict_path, model_prefix + ".vocab", model_path) as (dict_tmp, vocab_tmp, model_tmp):
         sample_path = os.path.join(tmp, "sample.txt")
         write_lines(sample_path, lines)
+        staged_prefix = os.path.join(tmp, "spm")
         try:
             spm.SentencePieceTrainer.train(
                 input=sample_path,
-                model_prefix=model_prefix,
+                model_prefix=staged_prefix,
                 vocab_size=vocab_size,
                 character_coverage=character_coverage,
                 model_type=model_type,
@@ -90,13 +97,13 @@ def train_sentencepiece(
                     f"{too_low.group(2)} pieces for its characters (or lower --character-coverage)") from err
             message = " ".join(str(err).split())
             raise InputError(f"sentencepiece training on {', '.join(inputs)} failed: {message}") from err
-    model_path = model_prefix + ".model"
-    processor = spm.SentencePieceProcessor(model_file=model_path)
-    counts = collections.Counter()
-    for pieces in processor.encode(lines, out_type=str):
-        counts.update(pieces)
-    dict_path = os.path.join(os.path.dirname(os.path.abspath(model_prefix)), "dict.txt")
-    write_fairseq_dict(processor, counts, dict_path)
+        processor = spm.SentencePieceProcessor(model_file=staged_prefix + ".model")
+        counts = collections.Counter()
+        for pieces in processor.encode(lines, out_type=str):
+            counts.update(pieces)
+        write_fairseq_dict(processor, counts, dict_tmp)
+        shutil.move(staged_prefix + ".vocab", vocab_tmp)  # from the temporary directory: may cross file systems
+        shutil.move(staged_prefix + ".model", model_tmp)
     logger.info(
         "sentencepiece model %s (%d pieces) and %s from %d lines",
         model_path, processor.get_piece_size(), dict_path, len(lines),
@@ -105,7 +112,7 @@ def train_sentencepiece(
 
 
 def write_fairseq_dict(processor: spm.SentencePieceProcessor, counts, dict_path: str) -> None:
-    with open(dict_path, "w", encoding="utf-8") as out:
+    with atomic_write(dict_path) as out:
         for piece_id in range(SPM_SPECIAL_PIECES, processor.get_piece_size()):
             piece = processor.id_to_piece(piece_id)
             out.write(f"{piece} {counts.get(piece, 0)}\n")

@@ -4,6 +4,7 @@ import random
 from typing import Iterator, List, Optional, Tuple
 
 from . import InputError
+from .atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def read_parallel(src_path: str, tgt_path: str) -> List[Tuple[str, str]]:
 
 
 def write_lines(path: str, lines) -> None:
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_write(path) as out:
         for line in lines:
             out.write(line)
             out.write("\n")

@@ -40,6 +40,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import InputError
+from .atomic import atomic_directory
 from .binarize import check_holdout, copy_vocabulary, split_holdout
 from .text import count_lines, iter_lines
 from .word_tokenize import get_tokenizer, resolve, tokenizer_fallbacks, whitespace_words
@@ -174,27 +175,27 @@ def align_corpus(src_path: str, tgt_path: str, src_lang: str, tgt_lang: str, spm
         raise InputError(f"{src_path} / {tgt_path}: no usable pair (drops: {drops})")
     check_holdout(len(examples), valid_lines, source=f"{src_path} / {tgt_path}")
     train, valid = split_holdout(examples, valid_lines, seed)
-    os.makedirs(destdir, exist_ok=True)
     splits = {}
-    for split, rows in (("train", train), ("valid", valid)):
-        if not rows:
-            continue
-        prefix = os.path.join(destdir, split)
-        for part, column in (("src", 0), ("tgt", 1), ("align", 2), ("align_rev", 3)):
-            write_sequences(f"{prefix}.{part}", [r[column] for r in rows])
-        splits[split] = {"pairs": len(rows), "source_tokens": sum(len(r[0]) for r in rows),
-                         "target_tokens": sum(len(r[1]) for r in rows)}
-    copy_vocabulary(dict_path, spm_model, destdir)
-    metadata = {
-        "format": FORMAT, "src_lang": src_lang, "tgt_lang": tgt_lang, "dictionary_size": len(dictionary),
-        "inputs": [src_path, tgt_path] + ([alignments_path] if alignments_path else []),
-        "aligner": "pharaoh file" if alignments_path else f"eflomal ({symmetrization})",
-        "word_tokenizer": word_tokenizer, "tokenizer_fallback_lines": tokenizer_fallbacks(),
-        "pairs_read": len(src_lines), "drops": drops, "splits": splits,
-        "aligned_target_piece_fraction": round(aligned_pieces / max(target_pieces, 1), 4),
-    }
-    with open(os.path.join(destdir, METADATA_FILE), "w", encoding="utf-8") as out:
-        json.dump(metadata, out, indent=2)
+    with atomic_directory(destdir) as staging:  # all splits and trelm.json, or nothing
+        for split, rows in (("train", train), ("valid", valid)):
+            if not rows:
+                continue
+            prefix = os.path.join(staging, split)
+            for part, column in (("src", 0), ("tgt", 1), ("align", 2), ("align_rev", 3)):
+                write_sequences(f"{prefix}.{part}", [r[column] for r in rows])
+            splits[split] = {"pairs": len(rows), "source_tokens": sum(len(r[0]) for r in rows),
+                             "target_tokens": sum(len(r[1]) for r in rows)}
+        copy_vocabulary(dict_path, spm_model, staging)
+        metadata = {
+            "format": FORMAT, "src_lang": src_lang, "tgt_lang": tgt_lang, "dictionary_size": len(dictionary),
+            "inputs": [src_path, tgt_path] + ([alignments_path] if alignments_path else []),
+            "aligner": "pharaoh file" if alignments_path else f"eflomal ({symmetrization})",
+            "word_tokenizer": word_tokenizer, "tokenizer_fallback_lines": tokenizer_fallbacks(),
+            "pairs_read": len(src_lines), "drops": drops, "splits": splits,
+            "aligned_target_piece_fraction": round(aligned_pieces / max(target_pieces, 1), 4),
+        }
+        with open(os.path.join(staging, METADATA_FILE), "w", encoding="utf-8") as out:
+            json.dump(metadata, out, indent=2)
     logger.info("trelm-align: %d of %d pairs kept (drops %s), %.1f%% of target pieces aligned -> %s",
                 len(examples), len(src_lines), drops, 100 * metadata["aligned_target_piece_fraction"], destdir)
     return metadata

@@ -20,6 +20,7 @@ from typing import Dict
 import torch
 
 from . import InputError
+from .atomic import atomic_paths
 from .import_encoder import load_fairseq_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,8 @@ def combine_checkpoints(upper_path: str, lower_path: str, output_path: str) -> d
                         "xsl_trelm_combine": {"upper": os.path.abspath(upper_path),
                                               "lower": os.path.abspath(lower_path)}},
     }
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    torch.save(state, output_path + ".tmp")
-    os.replace(output_path + ".tmp", output_path)
+    with atomic_paths(output_path) as (staged,):
+        torch.save(state, staged)
     report = {"layers": len(layers), "lower_layers_from": lower_path, "upper_layers_from": upper_path,
               "averaged_tensors": sum(1 for k, v in combined.items()
                                       if not _LAYER.match(k) and v.is_floating_point()

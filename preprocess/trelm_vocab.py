@@ -41,6 +41,7 @@ from typing import List, Optional
 import torch
 
 from . import InputError
+from .atomic import atomic_write
 from .checks import check_dictionary
 from .embedding_alignment import AlignmentConfig, align_embeddings, normalization_steps, normalize_embeddings
 from .import_encoder import EncoderShape, build_fairseq_model, load_fairseq_checkpoint, save_fairseq_checkpoint
@@ -211,7 +212,7 @@ def build_vocabulary(english_checkpoint: str, english_text: List[str], new_text:
         "orthogonality_error": float((result.mapping @ result.mapping.t() - torch.eye(shape.hidden)).abs().max()),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }
-    with open(os.path.join(destdir, "trelm_vocab.json"), "w", encoding="utf-8") as out:
+    with atomic_write(os.path.join(destdir, "trelm_vocab.json")) as out:
         json.dump(report, out, indent=2)
     logger.info("trelm-vocab: %d pieces (%d with fastText vectors), best criterion %.4f -> %s", len(dictionary),
                 found, result.best_criterion, destdir)

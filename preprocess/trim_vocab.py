@@ -33,6 +33,7 @@ from typing import Dict, List, Sequence
 import torch
 
 from . import InputError
+from .atomic import atomic_paths, atomic_write
 from .import_encoder import (
     DICT_FILE, FAIRSEQ_SPECIALS, MASK_SYMBOL, MODEL_FILE, SPM_FILE, SPM_SPECIALS, encoder_dir_files,
     load_fairseq_checkpoint, write_dict,
@@ -168,7 +169,8 @@ def trim_vocab(srcdir: str, corpora: Sequence[str], destdir: str) -> TrimReport:
     parameters_after = count_state_parameters(model_state)
 
     os.makedirs(destdir, exist_ok=True)
-    with open(os.path.join(destdir, SPM_FILE), "wb") as out:
+    # each file complete or absent; model.pt, written last, is what a finished trim is known by
+    with atomic_write(os.path.join(destdir, SPM_FILE), "wb") as out:
         out.write(new_spm)
     new_pieces = [new_processor.id_to_piece(i) for i in range(SPM_SPECIALS, new_processor.get_piece_size())]
     write_dict(new_pieces, os.path.join(destdir, DICT_FILE), counts)
@@ -178,9 +180,8 @@ def trim_vocab(srcdir: str, corpora: Sequence[str], destdir: str) -> TrimReport:
         "source": os.path.abspath(srcdir), "corpora": [os.path.abspath(c) for c in corpora],
         "vocab_before": len(dictionary), "vocab_after": len(kept_rows),
     }
-    tmp_path = os.path.join(destdir, MODEL_FILE + ".tmp")
-    torch.save(state, tmp_path)
-    os.replace(tmp_path, os.path.join(destdir, MODEL_FILE))
+    with atomic_paths(os.path.join(destdir, MODEL_FILE)) as (staged,):
+        torch.save(state, staged)
 
     changed = _count_changed_lines(lines, encoded, new_processor, dictionary, new_pieces, kept_rows)
     report = TrimReport(

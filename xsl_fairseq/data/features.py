@@ -11,18 +11,21 @@ import numpy as np
 import torch
 from fairseq.data import indexed_dataset
 
+from preprocess.atomic import atomic_paths
+
 IGNORE_LABEL = -1  # per-token label of positions that carry no target
 
 
 def write_sequences(path_prefix: str, sequences: Iterable[Sequence[int]]) -> int:
-    """Write ``path_prefix.{bin,idx}``; returns the number of sequences written."""
-    os.makedirs(os.path.dirname(os.path.abspath(path_prefix)), exist_ok=True)
-    builder = indexed_dataset.MMapIndexedDatasetBuilder(path_prefix + ".bin", dtype=np.int64)
+    """Write ``path_prefix.{bin,idx}``; returns the number of sequences written. Both appear only
+    when complete, the ``.idx`` (what readers check for) last."""
     count = 0
-    for sequence in sequences:
-        builder.add_item(torch.as_tensor(sequence, dtype=torch.int64))
-        count += 1
-    builder.finalize(path_prefix + ".idx")
+    with atomic_paths(path_prefix + ".bin", path_prefix + ".idx") as (bin_path, idx_path):
+        builder = indexed_dataset.MMapIndexedDatasetBuilder(bin_path, dtype=np.int64)
+        for sequence in sequences:
+            builder.add_item(torch.as_tensor(sequence, dtype=torch.int64))
+            count += 1
+        builder.finalize(idx_path)
     return count
 
 

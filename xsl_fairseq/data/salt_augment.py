@@ -18,6 +18,7 @@ import torch
 from fairseq.data import data_utils
 
 from preprocess import InputError
+from preprocess.atomic import atomic_directory
 
 from ..modules import salt
 from .features import write_sequences
@@ -83,21 +84,22 @@ def write_salt_augmented_copy(model, dictionary, data_dir: str, out_dir: str, sp
                 out1.append(row[2 + len(a):2 + len(a) + len(b)].tolist())
     finally:
         torch.random.set_rng_state(generator_state)
-    write_sequences(os.path.join(out_dir, "input0", split), out0)
-    write_sequences(os.path.join(out_dir, "input1", split), out1)
-    os.makedirs(os.path.join(out_dir, "label"), exist_ok=True)
-    for key, suffixes in (("label", (".bin", ".idx")),):
-        for suffix in suffixes:
-            shutil.copy(os.path.join(data_dir, key, split + suffix), os.path.join(out_dir, key, split + suffix))
-    for key in ("input0", "label"):
-        source = os.path.join(data_dir, key, "dict.txt")
-        if os.path.isfile(source):
-            shutil.copy(source, os.path.join(out_dir, key, "dict.txt"))
     report = {"source": os.path.abspath(data_dir), "split": split, "examples": len(out0),
               "code_switched_tokens": switched, "augmentable_tokens": candidates_total, "cs_prob": cs_prob,
               "topk": topk, "sampling": sampling, "random_substitutes": random_substitutes, "seed": seed}
-    with open(os.path.join(out_dir, "salt_augment.json"), "w", encoding="utf-8") as out:
-        json.dump(report, out, indent=1)
+    with atomic_directory(out_dir) as staging:  # the whole copy or nothing (the task reads input0/ first)
+        write_sequences(os.path.join(staging, "input0", split), out0)
+        write_sequences(os.path.join(staging, "input1", split), out1)
+        os.makedirs(os.path.join(staging, "label"), exist_ok=True)
+        for key, suffixes in (("label", (".bin", ".idx")),):
+            for suffix in suffixes:
+                shutil.copy(os.path.join(data_dir, key, split + suffix), os.path.join(staging, key, split + suffix))
+        for key in ("input0", "label"):
+            source = os.path.join(data_dir, key, "dict.txt")
+            if os.path.isfile(source):
+                shutil.copy(source, os.path.join(staging, key, "dict.txt"))
+        with open(os.path.join(staging, "salt_augment.json"), "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=1)
     logger.info("salt-augment: %d examples, %d of %d tokens code-switched -> %s", len(out0), switched,
                 candidates_total, out_dir)
     return report

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from preprocess import InputError
+from preprocess.atomic import atomic_paths, atomic_write
 
 from .metrics import average_column
 from .predictions import scoring_units
@@ -251,10 +252,11 @@ def run_compare(args) -> str:
     out = args.out or os.path.dirname(os.path.abspath(table["runs"][0]["results"]))
     os.makedirs(out, exist_ok=True)
     text = markdown(table)
-    with open(os.path.join(out, "compare.md"), "w", encoding="utf-8") as target:
+    with atomic_write(os.path.join(out, "compare.md")) as target:
         target.write(text + "\n")
-    with open(os.path.join(out, "compare.json"), "w", encoding="utf-8") as target:
+    with atomic_write(os.path.join(out, "compare.json")) as target:
         json.dump(table, target, indent=2, ensure_ascii=False)
-    chart(table, os.path.join(out, "compare.png"))
+    with atomic_paths(os.path.join(out, "compare.png")) as (staged,):
+        chart(table, staged)
     return text + f"\n\ncomparison: {os.path.join(out, 'compare.md')}, {os.path.join(out, 'compare.json')}; " \
                   f"chart: {os.path.join(out, 'compare.png')}"

@@ -26,6 +26,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from preprocess import InputError
+from preprocess.atomic import atomic_write
 
 from .metrics import restrict_to_types, seqeval_chunk_counts, squad_exact_match, squad_f1
 
@@ -42,8 +43,7 @@ def gold_path(out_dir: str, lang: str, kind: str) -> str:
 
 def write_items(path: str, kind: str, items) -> None:
     """Write ``items`` (labels, tag lists, indices, or a dict for ``squad``) in ``kind``'s format."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_write(path) as out:
         if kind == "squad":
             json.dump(items, out, ensure_ascii=False, indent=0)
         elif kind == "tags":

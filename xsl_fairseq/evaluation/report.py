@@ -3,6 +3,8 @@ import json
 import os
 from typing import Dict, List
 
+from preprocess.atomic import atomic_write
+
 from .metrics import average_column, markdown_table_multi, mean_and_std
 
 
@@ -52,11 +54,12 @@ def write_report(out_dir: str, name: str, summary: dict, metrics: List[str], con
         table += "\n\n" + "\n".join(f"- `{metric}`: {definitions[metric]}" for metric in metrics
                                      if metric in definitions)
     title = f"## {name}: zero-shot {', '.join(metrics)} ({num_seeds} seed{'s' if num_seeds > 1 else ''})\n\n"
-    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as out:
+    with atomic_write(os.path.join(out_dir, "results.md")) as out:
         out.write(title + table + "\n")
-    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as out:
-        json.dump({"evaluation": name, "config": config, **summary}, out, indent=2, ensure_ascii=False)
     _write_tensorboard(os.path.join(out_dir, "tensorboard", "eval"), name, summary, metrics)
+    # results.json last, complete or absent: it is what marks a finished evaluation (recipes skip on it)
+    with atomic_write(os.path.join(out_dir, "results.json")) as out:
+        json.dump({"evaluation": name, "config": config, **summary}, out, indent=2, ensure_ascii=False)
     return title + table
 
 

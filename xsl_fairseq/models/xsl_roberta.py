@@ -99,20 +99,25 @@ class XslRobertaModel(RobertaModel):
 
     @staticmethod
     def add_args(parser):
+        # No explicit ``default=`` below: fairseq parses model options with
+        # ``argument_default=SUPPRESS``, so an option the user does not give stays unset and
+        # the arch function's ``safe_getattr`` default applies. An explicit ``default=None``
+        # would be kept on the Namespace and win over the arch (xsl_e5_small's eps 1e-12 was
+        # lost that way); the build code reads every option with ``safe_getattr``.
         RobertaModel.add_args(parser)
         parser.add_argument(
-            "--layernorm-eps", type=float, metavar="EPS", default=None,
+            "--layernorm-eps", type=float, metavar="EPS",
             help="epsilon of every LayerNorm of the encoder and LM head (default: fairseq's "
             "1e-5; BERT-style checkpoints such as e5 were trained with 1e-12)",
         )
         parser.add_argument(
-            "--freeze-embeddings", action="store_true", default=False,
+            "--freeze-embeddings", action="store_true",
             help="keep the word embedding fixed (saves its gradient and Adam state, most of "
             "e5-small's parameters); with the tied LM head this also freezes the output "
             "projection weight (its bias still trains)",
         )
         parser.add_argument(
-            "--trainable-parameters", type=str, metavar="REGEX", default=None,
+            "--trainable-parameters", type=str, metavar="REGEX",
             help="train only the parameters whose name matches REGEX (re.search), freeze the "
             "rest; e.g. '^encoder\\.lm_head\\.' warms up the MLM head alone",
         )
