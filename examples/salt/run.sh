@@ -35,6 +35,8 @@ LR=${LR:-3e-5}
 BATCH=${BATCH:-32}
 MAX_SEQ_LENGTH=${MAX_SEQ_LENGTH:-128}
 EVAL_LANGUAGES=${EVAL_LANGUAGES:-}        # comma-separated; empty = every language of the task
+# (EVAL_LANGUAGES_XNLI / EVAL_LANGUAGES_PAWSX override it for one task)
+EVAL_EXAMPLES=${EVAL_EXAMPLES:-}          # score only the first N held-out items per language (CPU budget)
 SALT_ARGS=${SALT_ARGS:-}                  # extra xsl_salt options for every SALT variant
 FINETUNE_ARGS=${FINETUNE_ARGS:---freeze-embeddings}   # CPU budget: frozen word embeddings (recorded)
 
@@ -109,13 +111,15 @@ variant_args() {  # the only thing that differs between the rows of the table
 
 stage_compare() {
   [ -f "$WARM" ] || { echo "salt: $WARM not found; run the warmup stage first" >&2; exit 2; }
-  local task variant spec salt_flag extra languages
+  local task variant spec salt_flag extra languages languages_var
   for task in $TASKS; do
     case "$task" in
       xnli|pawsx) ;;
       *) echo "salt: unknown task '$task' (xnli pawsx)" >&2; exit 2 ;;
     esac
-    languages=${EVAL_LANGUAGES:-$(ls "$DATA/$task"/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | paste -sd, -)}
+    languages_var=EVAL_LANGUAGES_${task^^}
+    languages=${!languages_var:-${EVAL_LANGUAGES:-}}
+    languages=${languages:-$(ls "$DATA/$task"/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | paste -sd, -)}
     for variant in $VARIANTS; do
       spec=$(variant_args "$variant")
       salt_flag=${spec%%--salt-extra=*}
@@ -126,6 +130,7 @@ stage_compare() {
       xsl-eval sentence-pair --checkpoint "$WARM" --dict "$E5/dict.txt" --spm "$E5/sentencepiece.bpe.model" \
         --train "$DATA/$task/dev-en.tsv" --eval-dir "$DATA/$task" --split dev --languages "$languages" \
         --held-out-items "$HELD_OUT_ITEMS" ${TRAIN_EXAMPLES:+--max-train-examples "$TRAIN_EXAMPLES"} \
+        ${EVAL_EXAMPLES:+--max-eval-examples "$EVAL_EXAMPLES"} \
         --seeds "$SEEDS" --lr "$LR" --epochs "$EPOCHS" --batch-size "$BATCH" --max-seq-length "$MAX_SEQ_LENGTH" \
         $salt_flag --fairseq-args="$FINETUNE_ARGS $extra" --out "$OUT/eval/$task/$variant"
     done
