@@ -20,7 +20,7 @@ from typing import Dict
 import torch
 
 from . import InputError
-from .import_encoder import load_fairseq_checkpoint
+from .checkpoints import load_fairseq_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,13 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from ..data.dictionary import add_special_symbols, parse_symbol_list
+from ..input_checks import InputCheckedTask, StartCheckpointConfig, require_data_file
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class XslMaskedLMConfig(MaskedLMConfig):
+class XslMaskedLMConfig(MaskedLMConfig, StartCheckpointConfig):
     extra_special_symbols: str = field(
         default="",
         metadata={
@@ -28,8 +29,9 @@ class XslMaskedLMConfig(MaskedLMConfig):
 
 
 @register_task("xsl_masked_lm", dataclass=XslMaskedLMConfig)
-class XslMaskedLMTask(MaskedLMTask):
+class XslMaskedLMTask(InputCheckedTask, MaskedLMTask):
     cfg: XslMaskedLMConfig
+    mask_prob_may_be_zero = False  # fairseq's MaskTokensDataset asserts 0 < --mask-prob < 1
 
     def __init__(self, cfg: XslMaskedLMConfig, dictionary=None):
         super().__init__(cfg, dictionary)
@@ -42,3 +44,8 @@ class XslMaskedLMTask(MaskedLMTask):
                 self.extra_symbol_ids,
                 len(self.dictionary),
             )
+
+    @classmethod
+    def setup_task(cls, cfg: XslMaskedLMConfig, **kwargs):
+        require_data_file(cfg.data, "dict.txt", "xsl-prep binarize-mono writes it")
+        return super().setup_task(cfg, **kwargs)
