@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
-from ..data.dictionary import add_special_symbols, parse_symbol_list
+from ..data.dictionary import add_special_symbols, parse_symbol_list, read_dictionary
 from ..input_checks import InputCheckedTask, StartCheckpointConfig, require_data_file
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class XslMaskedLMTask(InputCheckedTask, MaskedLMTask):
             )
 
     @classmethod
-    def setup_task(cls, cfg: XslMaskedLMConfig, **kwargs):
-        require_data_file(cfg.data, "dict.txt", "xsl-prep binarize-mono writes it")
-        return super().setup_task(cfg, **kwargs)
+    def load_dict(cls, cfg):
+        """masked_lm's dictionary, with errors that name the data directory or the dict.txt line."""
+        dictionary = read_dictionary(require_data_file(cfg.data, "dict.txt", "xsl-prep binarize-mono writes it"))
+        logger.info("dictionary: %d types", len(dictionary))
+        return dictionary
