@@ -52,8 +52,8 @@ def load_fairseq_checkpoint(path: str, required: Tuple[str, ...] = ("model",), m
         state = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap and magic == _ZIP_MAGIC)
     except Exception as err:  # torch and pickle raise many types for a damaged file
         reason = "truncated or damaged" if magic == _ZIP_MAGIC else "truncated, damaged or not a checkpoint"
-        raise InputError(f"{path}: cannot read the checkpoint ({reason}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+        detail = (str(err).splitlines() or [""])[0].split(". ")[0]  # torch's first sentence
+        raise InputError(f"{path}: cannot read the checkpoint ({reason}: {type(err).__name__}: {detail})") from err
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         found = type(state).__name__ if not isinstance(state, dict) else f"keys {sorted(map(str, state))[:6]}"
         raise InputError(f"{path}: not a fairseq checkpoint (no 'model' state dict; found {found})")

@@ -132,7 +132,6 @@ CONLLU_LINE = "1\thouse\thouse\tNOUN\t_\t_\t0\troot\t_\t_\n"
 # (id, sub-command options after the common ones, text the message must contain)
 PARSE_TIME_CASES = [
     ("qa-doc-stride-0", ["qa", "--doc-stride", "0"], "--doc-stride: 0: must be >= 1"),
-    ("qa-doc-stride-beyond-window", ["qa", "--doc-stride", "400"], "--doc-stride 400 exceeds the passage room"),
     ("qa-max-query-length-0", ["qa", "--max-query-length", "0"], "--max-query-length: 0: must be >= 1"),
     ("qa-max-answer-length-0", ["qa", "--max-answer-length", "0"], "--max-answer-length: 0: must be >= 1"),
     ("qa-query-fills-window", ["qa", "--max-seq-length", "64", "--max-query-length", "70", "--doc-stride", "1"],
@@ -164,6 +163,26 @@ def test_numeric_options_are_checked_at_parse_time(argv, message, tmp_path, caps
         common += ["--train", tmp_path / "none.json"]
     code, err = run_xsl_eval([command, *common, *options], capsys)
     assert_clear(code, err, message)
+
+
+def test_qa_stride_longer_than_a_window_skips_no_piece_and_is_logged(tiny, tmp_path, caplog):
+    from xsl_fairseq.evaluation.cli import build_parser
+    from xsl_fairseq.evaluation.pretrained import PretrainedModel, TextEncoder
+    from xsl_fairseq.evaluation.qa import QAEvaluation
+    from xsl_fairseq.evaluation.readers import read_squad_json
+
+    train = squad(tmp_path / "train.json")
+    args = build_parser().parse_args([str(a) for a in qa_args(
+        tiny, tmp_path, train, "--max-seq-length", "24", "--max-query-length", "8", "--doc-stride", "100")])
+    pretrained = PretrainedModel.resolve(args.checkpoint)
+    evaluation = QAEvaluation(args, pretrained, TextEncoder(pretrained.spm_path, pretrained.dictionary()),
+                              str(tmp_path / "work"))
+    example = read_squad_json(train)[0]
+    windows = evaluation.windows(example, with_answer=False)
+    _, all_pieces = evaluation.text_encoder.encode_with_offsets(example.context)
+    assert len(windows) > 1 and {span for w in windows for span in w["char_spans"]} == set(all_pieces)
+    evaluation.prepare()
+    assert "their windows hold fewer than --doc-stride 100 passage pieces" in caplog.text
 
 
 def test_retrieval_layer_beyond_the_model(tiny, tmp_path, capsys):

@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = common(commands.add_parser("qa", help="MLQA / XQuAD (SQuAD json): F1 / EM"))
     p.add_argument("--doc-stride", type=POSITIVE_INT, default=128,
-                   help="passage pieces between the starts of consecutive windows (at most the window's "
-                        "passage room, --max-seq-length - --max-query-length - 3)")
+                   help="passage pieces between the starts of consecutive windows; where a window holds "
+                        "fewer passage pieces, that number is used (so that no piece is skipped; logged)")
     p.add_argument("--max-query-length", type=POSITIVE_INT, default=64)
     p.add_argument("--max-answer-length", type=POSITIVE_INT, default=30)
     p.add_argument("--que-mode", action="store_true",
@@ -171,16 +171,12 @@ def validate(args, parser) -> None:
         if getattr(args, "few_shot", 0):
             parser.error("--dev with --few-shot: the few-shot protocol evaluates the final checkpoint")
     if args.command == "qa":
-        # BERT's SQuAD recipe: a stride beyond the passage room of a window skips pieces
+        # BERT's SQuAD recipe: a window holds the question (at most --max-query-length) and 3 specials
         max_seq_length = args.max_seq_length or TASK_DEFAULTS["qa"]["max_seq_length"]
         room = max_seq_length - args.max_query_length - 3
         if room < 1:
             parser.error(f"--max-seq-length {max_seq_length} leaves no room for the passage after a "
                          f"{args.max_query_length}-piece question (--max-query-length)")
-        if args.doc_stride > room:
-            parser.error(f"--doc-stride {args.doc_stride} exceeds the passage room of a window ({room} = "
-                         f"--max-seq-length {max_seq_length} - --max-query-length {args.max_query_length} - 3): "
-                         "the pieces between windows would never be read")
 
 
 def finetune_config(args) -> FinetuneConfig:

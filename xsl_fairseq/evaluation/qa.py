@@ -53,6 +53,7 @@ class QAEvaluation:
         self.predictions, self.gold = {}, {}
         self.que_mode = getattr(args, "que_mode", False)
         self.head_name, self.que_idx = HEAD, None
+        self.strides_shortened = 0  # questions whose windows hold fewer than --doc-stride passage pieces
         if self.que_mode:
             symbols = parse_symbol_list(pretrained.extra_special_symbols)
             if QUE_SYMBOL not in symbols:
@@ -90,6 +91,10 @@ class QAEvaluation:
             if answer_tokens is None:
                 return []
         prefix = [dictionary.bos(), *question, dictionary.eos()]
+        # a stride longer than the window's passage would skip the pieces between windows
+        stride = min(self.args.doc_stride, budget)
+        if stride < self.args.doc_stride and len(context_ids) > budget:
+            self.strides_shortened += 1
         windows, begin = [], 0
         while True:
             end = min(begin + budget, len(context_ids))
@@ -104,7 +109,7 @@ class QAEvaluation:
             })
             if end >= len(context_ids):
                 return windows
-            begin += self.args.doc_stride
+            begin += stride
 
     @staticmethod
     def _answer_token_span(example: QAExample, char_spans):
@@ -163,6 +168,10 @@ class QAEvaluation:
             if lang != DEV:
                 self.gold[lang] = {ex.qid: list(ex.answers) for ex in examples}
                 counts[lang] = len(examples)
+        if self.strides_shortened:
+            logger.warning("%d questions: their windows hold fewer than --doc-stride %d passage pieces; "
+                           "consecutive windows start that many pieces apart instead (no piece skipped)",
+                           self.strides_shortened, args.doc_stride)
         return counts
 
     def locatable_training_questions(self, train: List[QAExample]) -> List[QAExample]:
