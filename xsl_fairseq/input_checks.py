@@ -28,12 +28,9 @@ from preprocess.checkpoints import check_matches_model, load_fairseq_checkpoint,
 
 logger = logging.getLogger(__name__)
 
-# option -> (lowest, highest, whether the lowest value itself is allowed); checked on every
-# task config that has the option
+# checked on every task config that has the option (xsl_meta_mlm checks its schedule options itself)
 _PROBABILITIES = ("mask_prob", "leave_unmasked_prob", "random_token_prob", "head_dropout")
-_POSITIVE_INTEGERS = ("tokens_per_sample", "max_source_tokens", "max_target_tokens", "max_tokens_per_side",
-                      "meta_epoch_batches")
-_NON_NEGATIVE_INTEGERS = ("meta_phase1_updates", "meta_ramp_updates", "meta_rewarmup_updates")
+_POSITIVE_INTEGERS = ("tokens_per_sample", "max_source_tokens", "max_target_tokens", "max_tokens_per_side")
 
 
 def option_name(field_name: str) -> str:
@@ -59,13 +56,6 @@ def check_task_options(cfg, mask_prob_may_be_zero: bool = True) -> None:
         value = safe_getattr(cfg, name, None)
         if value is not None and value < 1:
             raise InputError(f"{option_name(name)} {value}: must be at least 1")
-    for name in _NON_NEGATIVE_INTEGERS:
-        value = safe_getattr(cfg, name, None)
-        if value is not None and value < 0:
-            raise InputError(f"{option_name(name)} {value}: must not be negative")
-    alpha = safe_getattr(cfg, "multilang_sampling_alpha", None)
-    if alpha is not None and not 0.0 < alpha <= 1.0:
-        raise InputError(f"--multilang-sampling-alpha {alpha}: must be in (0, 1]")
 
 
 @dataclass
