@@ -286,7 +286,8 @@ def test_stray_training_label_is_an_error_not_a_fourth_class(tiny, tmp_path, cap
 @pytest.mark.parametrize("line, message", [
     ("only one field\n", ":2: expected 3 tab-separated fields"),
     ("a\tb\t \n", ":2: empty label"),
-], ids=["tsv-wrong-column-count", "tsv-empty-label"])
+    ("\tb\tneutral\n", ":2: empty text_a"),
+], ids=["tsv-wrong-column-count", "tsv-empty-label", "tsv-empty-text"])
 def test_malformed_sentence_pair_tsv(line, message, tiny, tmp_path, capsys):
     eval_dir = xnli_dir(tmp_path)
     train = write(tmp_path / "train.tsv", "x\ty\tneutral\n" + line)

@@ -125,6 +125,9 @@ def read_sentence_pair_tsv(path: PathLike) -> List[SentencePairExample]:
         text_a, text_b, label = (fields[index] for index in columns)
         if not label.strip():
             raise InputError(f"{path}:{number}: empty label")
+        for name, text in (("text_a", text_a), ("text_b", text_b)):
+            if not text.strip():  # no XNLI / PAWS-X line has one: a lost field or a stray tab
+                raise InputError(f"{path}:{number}: empty {name}")
         verbatim_lines += verbatim
         examples.append(SentencePairExample(text_a, text_b, label.strip(), number))
     if not examples:
