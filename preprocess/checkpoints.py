@@ -26,6 +26,7 @@ _PICKLE_MAGIC = b"\x80"
 ENCODER_EMBEDDINGS = "encoder.sentence_encoder.embed_tokens.weight"
 # RoBERTa checkpoints before fairseq 0.9 name the encoder "decoder" (fairseq renames it on load)
 _LEGACY_ENCODER_EMBEDDINGS = "decoder.sentence_encoder.embed_tokens.weight"
+_ENCODER_BODY = "encoder.sentence_encoder."
 _ENCODER_LAYER = re.compile(r"^encoder\.sentence_encoder\.layers\.(\d+)\.")
 
 
@@ -123,11 +124,13 @@ def check_dictionary_size(state: dict, path: str, dictionary_size: int, dict_pat
 
 def check_matches_model(state: dict, path: str, model_tensors: Dict[str, torch.Tensor], arch: str,
                         dict_path: Optional[str] = None) -> None:
-    """Every tensor the checkpoint shares with a freshly built model has the model's shape.
+    """Every encoder tensor the checkpoint shares with a freshly built model has the model's shape.
 
-    Tensors only one side has are left to the model's own upgrade code (new task heads,
-    an old checkpoint's pooler); what would make fairseq's ``load_state_dict`` fail with a
-    size mismatch is reported here, with the layer count and vocabulary it comes from.
+    Only the encoder body (``encoder.sentence_encoder.*``) is compared: heads and the
+    vocabulary rows of the LM head are the model's own upgrade code's business (xsl_roberta
+    drops task heads of another shape and appends rows for new symbols). What would make
+    fairseq's ``load_state_dict`` fail with a size mismatch is reported here, with the layer
+    count and vocabulary it comes from.
     """
     checkpoint_tensors = state["model"]
     built_layers, saved_layers = encoder_layers(model_tensors), encoder_layers(checkpoint_tensors)
@@ -141,7 +144,7 @@ def check_matches_model(state: dict, path: str, model_tensors: Dict[str, torch.T
         check_dictionary_size(state, path, vocab, dict_path or "the task's dictionary", allow_growth=True)
     for name, tensor in model_tensors.items():
         saved = checkpoint_tensors.get(name)
-        if name == ENCODER_EMBEDDINGS or saved is None or not hasattr(saved, "shape"):
+        if not name.startswith(_ENCODER_BODY) or name == ENCODER_EMBEDDINGS or not hasattr(saved, "shape"):
             continue
         if tuple(saved.shape) != tuple(tensor.shape):
             raise InputError(f"{path}: {name} has shape {tuple(saved.shape)} (arch {architecture(state)!r}), "
