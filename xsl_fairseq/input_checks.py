@@ -22,6 +22,7 @@ from typing import Optional
 from fairseq.dataclass import FairseqDataclass
 from fairseq.utils import safe_getattr
 from omegaconf import II
+from omegaconf.errors import InterpolationResolutionError
 
 from preprocess import InputError
 from preprocess.checkpoints import check_matches_model, load_fairseq_checkpoint, start_checkpoint
@@ -102,13 +103,22 @@ def require_data_file(data: str, name: str, hint: str) -> str:
     return path
 
 
+def _resolved(cfg, name: str):
+    """``cfg.name``, or None where it is absent or an interpolation nothing resolved (a task
+    config made directly from its dataclass, as in unit tests)."""
+    try:
+        value = safe_getattr(cfg, name, None)
+    except InterpolationResolutionError:  # a DictConfig without the root it points into
+        return None
+    return None if isinstance(value, str) and value.startswith("${") else value
+
+
 def check_start_checkpoint(task_cfg, model, arch: str) -> None:
     """The checkpoint fairseq-train will load next, against ``model`` (see the class above)."""
-    save_dir = safe_getattr(task_cfg, "save_dir", None)
-    if save_dir is None:  # a config without StartCheckpointConfig's fields: nothing to find it by
+    save_dir = _resolved(task_cfg, "save_dir")
+    if save_dir is None:  # no StartCheckpointConfig fields, or a config built outside fairseq-train
         return
-    found = start_checkpoint(safe_getattr(task_cfg, "restore_file", None), save_dir,
-                             safe_getattr(task_cfg, "finetune_from_model", None))
+    found = start_checkpoint(_resolved(task_cfg, "restore_file"), save_dir, _resolved(task_cfg, "finetune_from_model"))
     if found is None:
         return
     path, option = found
