@@ -78,6 +78,7 @@ import torch
 
 from . import InputError
 from .atomic import atomic_paths, atomic_write
+from .checkpoints import load_fairseq_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -652,18 +653,6 @@ def encoder_dir_files(srcdir: str, hint: str) -> Dict[str, str]:
         if not os.path.isfile(path):
             raise InputError(f"{path}: not found ({hint})")
     return paths
-
-
-def load_fairseq_checkpoint(path: str, required: Tuple[str, ...] = ("model",)) -> dict:
-    """A fairseq checkpoint (full pickle: it holds the cfg) with the ``required`` entries."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for corrupt pickles
-        raise InputError(f"{path}: cannot read the checkpoint ({err})") from err
-    missing = [key for key in required if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise InputError(f"{path}: not a fairseq checkpoint (no {', '.join(map(repr, missing))} entry)")
-    return state
 
 
 def import_fairseq(srcdir: str, destdir: str, seed: int = 1) -> ImportReport:

@@ -21,7 +21,7 @@ import torch
 
 from . import InputError
 from .atomic import atomic_paths
-from .import_encoder import load_fairseq_checkpoint
+from .checkpoints import load_fairseq_checkpoint
 
 logger = logging.getLogger(__name__)
 

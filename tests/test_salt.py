@@ -12,6 +12,7 @@ import torch
 import xsl_fairseq  # noqa: F401
 from conftest import run_tool, write_toy_sentence_pairs
 from fairseq.data import Dictionary
+from preprocess import InputError
 from xsl_fairseq.criterions.xsl_salt import XslSaltConfig, XslSaltCriterion, validate_salt_config
 from xsl_fairseq.models.xsl_roberta import XslRobertaModel, xsl_roberta_tiny_architecture
 from xsl_fairseq.modules import salt
@@ -306,5 +307,5 @@ def test_augmented_copy_must_match_the_clean_data(tmp_path):
         load(write_toy_sentence_pairs(tmp_path / "other", examples=40, seed=1))
     with pytest.raises(ValueError, match="40"):
         load(write_toy_sentence_pairs(tmp_path / "fewer", examples=30, seed=0))
-    with pytest.raises(FileNotFoundError, match="no input0"):
+    with pytest.raises(InputError, match="no input0"):  # one line under fairseq-train
         load(tmp_path / "missing")

@@ -48,6 +48,8 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
+from preprocess import InputError
+
 from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
 from ..modules.mlm_loss import masked_lm_loss_from_features
 from ..modules.pooling import masked_mean, segment_mask, stack_token_batches
@@ -119,6 +121,8 @@ class XslClismCriterion(FairseqCriterion):
         self.head_name = task.cfg.pointer_head_name
         self.eos = task.source_dictionary.eos()
         self.bos = task.source_dictionary.bos()
+        if cfg.cacr_temperature <= 0:
+            raise InputError(f"--cacr-temperature {cfg.cacr_temperature}: must be positive")
         if cfg.mlm_weight == 0 and task.cfg.mask_prob > 0:
             logger.warning(
                 "--mlm-weight 0 but the task still masks %.0f%% of X (--mask-prob); for the paper's "

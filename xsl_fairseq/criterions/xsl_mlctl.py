@@ -44,6 +44,8 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
+from preprocess import InputError
+
 from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
 from ..modules.mlctl import MLCTL_HEAD, MLCTL_LEVELS, level_vectors, projection_input_dim
 from ..modules.mlm_loss import masked_lm_loss_from_features
@@ -78,7 +80,7 @@ class XslMlctlCriterion(FairseqCriterion):
         self.symmetric = not cfg.one_directional
         self.keep_same_pair_negatives = cfg.keep_same_pair_negatives
         if self.temperature <= 0:
-            raise ValueError(f"--contrastive-temperature must be positive, got {self.temperature}")
+            raise InputError(f"--contrastive-temperature {self.temperature}: must be positive")
         task_levels = getattr(getattr(task, "cfg", None), "levels", self.levels)
         if task_levels != self.levels:
             raise ValueError(f"the task built the ML-CTL head for levels={task_levels!r} but the criterion "

@@ -33,6 +33,44 @@ def _comma_list(text):
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+# Numeric options are checked while parsing, so that a bad value fails before the checkpoint
+# is read (``--doc-stride 0`` used to loop forever, ``--max-train-examples -1`` silently
+# dropped the last example, ``--update-freq 0`` failed after data preparation).
+def _number(kind, minimum=None, maximum=None, above=None, below=None):
+    """An argparse type: ``kind`` (int / float) within the given bounds."""
+    bounds = [f">= {minimum}" if minimum is not None else "", f"> {above}" if above is not None else "",
+              f"<= {maximum}" if maximum is not None else "", f"< {below}" if below is not None else ""]
+    wanted = " and ".join(bound for bound in bounds if bound)
+
+    def parse(text):
+        value = kind(text)  # a ValueError becomes argparse's "invalid ... value"
+        if ((minimum is not None and value < minimum) or (above is not None and value <= above)
+                or (maximum is not None and value > maximum) or (below is not None and value >= below)):
+            raise argparse.ArgumentTypeError(f"{text}: must be {wanted}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {wanted}"
+    return parse
+
+
+POSITIVE_INT = _number(int, minimum=1)
+NON_NEGATIVE_INT = _number(int, minimum=0)
+# <s> A </s></s> B </s> needs 4 specials and leaves room for a few pieces
+SEQUENCE_LENGTH = _number(int, minimum=8)
+
+
+def _seed_list(text):
+    seeds = _comma_list(text)
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r}: no seed")
+    for seed in seeds:
+        if not seed.isdigit():
+            raise argparse.ArgumentTypeError(f"{seed!r} in {text!r}: seeds are non-negative integers")
+    if len(set(map(int, seeds))) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed is repeated (its run would be counted twice)")
+    return seeds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xsl-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -47,18 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--languages", type=_comma_list, default=None, help="only these languages (comma-separated)")
         p.add_argument("--english", default="en", help="code of the source language (reported separately)")
         p.add_argument("--out", required=True, help="output directory (results.md, results.json, tensorboard/)")
-        p.add_argument("--max-eval-examples", type=int, default=None, help="cap per language (recorded in the JSON)")
+        p.add_argument("--max-eval-examples", type=POSITIVE_INT, default=None,
+                       help="cap per language (recorded in the JSON)")
         if finetuned:
             p.add_argument("--train", required=True, help="English training file")
-            p.add_argument("--max-train-examples", type=int, default=None, help="cap on training examples")
-            p.add_argument("--seeds", type=_comma_list, default=["1"], help="e.g. 1,2,3: mean and std are reported")
-            p.add_argument("--lr", type=float, default=None)
-            p.add_argument("--epochs", type=int, default=None)
-            p.add_argument("--batch-size", type=int, default=32)
-            p.add_argument("--update-freq", type=int, default=1, help="gradient accumulation steps")
-            p.add_argument("--warmup-ratio", type=float, default=0.1)
-            p.add_argument("--weight-decay", type=float, default=0.01)
-            p.add_argument("--max-seq-length", type=int, default=None)
+            p.add_argument("--max-train-examples", type=POSITIVE_INT, default=None, help="cap on training examples")
+            p.add_argument("--seeds", type=_seed_list, default=["1"], help="e.g. 1,2,3: mean and std are reported")
+            p.add_argument("--lr", type=_number(float, above=0), default=None)
+            p.add_argument("--epochs", type=POSITIVE_INT, default=None)
+            p.add_argument("--batch-size", type=POSITIVE_INT, default=32)
+            p.add_argument("--update-freq", type=POSITIVE_INT, default=1, help="gradient accumulation steps")
+            p.add_argument("--warmup-ratio", type=_number(float, minimum=0, below=1), default=0.1)
+            p.add_argument("--weight-decay", type=_number(float, minimum=0), default=0.01)
+            p.add_argument("--max-seq-length", type=SEQUENCE_LENGTH, default=None)
             p.add_argument("--fairseq-args", default="",
                            help="extra fairseq-train arguments; write it as --fairseq-args='--freeze-embeddings ...'")
             p.add_argument("--dev", default=None, metavar="FILE",
@@ -68,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = common(commands.add_parser("sentence-pair", help="XNLI / PAWS-X (XTREME tsv): accuracy"))
-    p.add_argument("--held-out-items", type=int, default=0, metavar="N",
+    p.add_argument("--held-out-items", type=NON_NEGATIVE_INT, default=0, metavar="N",
                    help="XNLI / PAWS-X files are translations of each other line by line: evaluate every "
                         "language (English too) on items 1..N only and fine-tune on the English items after "
                         "them, so that no evaluated item is a translation of a training item")
@@ -78,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "is code-switched once by the pretrained model first")
 
     p = common(commands.add_parser("qa", help="MLQA / XQuAD (SQuAD json): F1 / EM"))
-    p.add_argument("--doc-stride", type=int, default=128)
-    p.add_argument("--max-query-length", type=int, default=64)
-    p.add_argument("--max-answer-length", type=int, default=30)
+    p.add_argument("--doc-stride", type=POSITIVE_INT, default=128,
+                   help="passage pieces between the starts of consecutive windows; where a window holds "
+                        "fewer passage pieces, that number is used (so that no piece is skipped; logged)")
+    p.add_argument("--max-query-length", type=POSITIVE_INT, default=64)
+    p.add_argument("--max-answer-length", type=POSITIVE_INT, default=30)
     p.add_argument("--que-mode", action="store_true",
                    help="CLISM's input <s> question [QUE] </s> passage </s>, answered by the pretrained "
                         "pointer head (clism_pointer) from the [QUE] state")
-    p.add_argument("--few-shot", type=int, default=0, metavar="K",
+    p.add_argument("--few-shot", type=NON_NEGATIVE_INT, default=0, metavar="K",
                    help="fine-tune on K questions sampled with each --seeds value (paper: 64..1024)")
 
     for name, what in (("ner", "IOB2 (UNER, MasakhaNER): entity F1"), ("pos", "CoNLL-U / XTREME tsv: accuracy")):
@@ -105,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--representation", choices=["layer", "mlctl", "mlctl-head"], default="layer",
                    help="layer: mean of --layer; mlctl: ML-CTL's avg-first-last vector (mean of layer 1 + mean "
                         "of the last layer); mlctl-head: that vector through the checkpoint's trained ML-CTL MLP")
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-seq-length", type=SEQUENCE_LENGTH, default=128)
 
     p = commands.add_parser("compare", help="runs side by side (each a results.json) with paired bootstrap "
                                             "95%% intervals of their differences to the first run, and a chart")
@@ -113,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", type=_comma_list, default=None, help="row names, comma-separated (default: folders)")
     p.add_argument("--metric", default=None, help="metric to compare (default: the evaluation's headline)")
     p.add_argument("--out", required=True, help="output directory (compare.md, compare.json, compare.png)")
-    p.add_argument("--bootstrap-samples", type=int, default=1000)
+    p.add_argument("--bootstrap-samples", type=POSITIVE_INT, default=1000)
     p.add_argument("--bootstrap-seed", type=int, default=1, help="fixed, so that a comparison is reproducible")
     return parser
 
@@ -121,8 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
 def validate(args, parser) -> None:
     """Option errors that need no model: reported before anything expensive starts."""
     if args.command == "compare":
-        if args.bootstrap_samples < 1:
-            parser.error(f"--bootstrap-samples {args.bootstrap_samples}: must be at least 1")
         return
     if getattr(args, "dev", None):
         if not os.path.isfile(args.dev):
@@ -131,8 +170,13 @@ def validate(args, parser) -> None:
             parser.error(f"--dev {args.dev} is the --train file: select on data the model is not trained on")
         if getattr(args, "few_shot", 0):
             parser.error("--dev with --few-shot: the few-shot protocol evaluates the final checkpoint")
-    if getattr(args, "epochs", None) is not None and args.epochs < 1:
-        parser.error(f"--epochs {args.epochs}: must be at least 1")
+    if args.command == "qa":
+        # BERT's SQuAD recipe: a window holds the question (at most --max-query-length) and 3 specials
+        max_seq_length = args.max_seq_length or TASK_DEFAULTS["qa"]["max_seq_length"]
+        room = max_seq_length - args.max_query_length - 3
+        if room < 1:
+            parser.error(f"--max-seq-length {max_seq_length} leaves no room for the passage after a "
+                         f"{args.max_query_length}-piece question (--max-query-length)")
 
 
 def finetune_config(args) -> FinetuneConfig:
@@ -152,6 +196,12 @@ def run(args) -> str:
     from .report import summarise, write_report
 
     started = time.time()
+    for option in ("train", "dev"):  # cheap: before the checkpoint is read
+        path = getattr(args, option, None)
+        if path is not None and not os.path.isfile(path):
+            raise InputError(f"{path}: --{option} file not found")
+    if not os.path.isdir(args.eval_dir):
+        raise InputError(f"{args.eval_dir}: evaluation directory not found")
     pretrained = PretrainedModel.resolve(args.checkpoint, args.dict, args.spm)
     text_encoder = TextEncoder(pretrained.spm_path, pretrained.dictionary())
     workdir = os.path.join(args.out, "work")

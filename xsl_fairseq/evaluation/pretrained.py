@@ -14,6 +14,7 @@ from typing import List, Optional, Tuple
 import sentencepiece as spm
 
 from preprocess import InputError
+from preprocess.checkpoints import check_dictionary_size, load_fairseq_checkpoint, require_encoder
 
 from ..data.dictionary import load_dictionary, parse_symbol_list
 
@@ -54,9 +55,10 @@ class PretrainedModel:
         from fairseq import checkpoint_utils
         from fairseq.utils import safe_getattr as get  # model configs may be Namespaces
 
-        if not os.path.isfile(checkpoint):
-            raise InputError(f"{checkpoint}: checkpoint not found")
-        state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)
+        # the file, its configuration and its architecture are checked on a memory map first:
+        # fairseq's loader reports a damaged or foreign file with a pickle / KeyError traceback
+        require_encoder(load_fairseq_checkpoint(checkpoint, required=("model", "cfg"), mmap=True), checkpoint)
+        state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)  # upgrades old 'args' checkpoints
         cfg = state.get("cfg")
         if cfg is None or cfg.get("model") is None:
             raise InputError(f"{checkpoint}: not a fairseq checkpoint (no model configuration)")
@@ -69,7 +71,6 @@ class PretrainedModel:
         if not spm_path or not os.path.isfile(spm_path):
             raise InputError(f"{checkpoint}: no sentencepiece model beside it or in its data directory; pass --spm")
         arch = get(model_cfg, "arch", None) or get(model_cfg, "_name", None)
-        embed = state["model"].get("encoder.sentence_encoder.embed_tokens.weight")
         positions = get(model_cfg, "max_positions", None) or get(model_cfg, "tokens_per_sample", None) or 512
         pretrained = cls(
             checkpoint=os.path.abspath(checkpoint),
@@ -80,12 +81,7 @@ class PretrainedModel:
             num_layers=int(get(model_cfg, "encoder_layers", 12)),
             extra_special_symbols=get(task_cfg, "extra_special_symbols", "") or "",
         )
-        dictionary = pretrained.dictionary()
-        if embed is not None and embed.size(0) < len(dictionary):
-            raise InputError(
-                f"{checkpoint}: embedding has {embed.size(0)} rows but {dict_path} (+ <mask> and "
-                f"extra symbols) has {len(dictionary)} entries: wrong dictionary for this checkpoint"
-            )
+        check_dictionary_size(state, checkpoint, len(pretrained.dictionary()), dict_path)
         logger.info("pretrained model: %s", pretrained)
         return pretrained
 
@@ -103,7 +99,10 @@ class TextEncoder:
     """sentencepiece pieces -> fairseq dictionary ids (no specials added)."""
 
     def __init__(self, spm_path: str, dictionary):
-        self.processor = spm.SentencePieceProcessor(model_file=spm_path)
+        try:
+            self.processor = spm.SentencePieceProcessor(model_file=spm_path)
+        except (OSError, RuntimeError) as err:  # sentencepiece's own message names no file
+            raise InputError(f"{spm_path}: not a sentencepiece model ({str(err).splitlines()[0]})") from err
         self.dictionary = dictionary
         # fairseq id of every sentencepiece id, computed once
         self._id_map = [dictionary.index(self.processor.id_to_piece(i))

@@ -33,7 +33,7 @@ from ..data.features import write_sequences
 from ..modules.heads import QUERY_POINTER_HEAD
 from .finetune import DEV, finetune_and_score, iterate_batches
 from .metrics import squad_scores
-from .readers import QAExample, discover_language_files, read_squad_json
+from .readers import QAExample, discover_language_files, read_squad_json, repair_answer_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class QAEvaluation:
         self.predictions, self.gold = {}, {}
         self.que_mode = getattr(args, "que_mode", False)
         self.head_name, self.que_idx = HEAD, None
+        self.strides_shortened = 0  # questions whose windows hold fewer than --doc-stride passage pieces
         if self.que_mode:
             symbols = parse_symbol_list(pretrained.extra_special_symbols)
             if QUE_SYMBOL not in symbols:
@@ -90,6 +91,10 @@ class QAEvaluation:
             if answer_tokens is None:
                 return []
         prefix = [dictionary.bos(), *question, dictionary.eos()]
+        # a stride longer than the window's passage would skip the pieces between windows
+        stride = min(self.args.doc_stride, budget)
+        if stride < self.args.doc_stride and len(context_ids) > budget:
+            self.strides_shortened += 1
         windows, begin = [], 0
         while True:
             end = min(begin + budget, len(context_ids))
@@ -104,7 +109,7 @@ class QAEvaluation:
             })
             if end >= len(context_ids):
                 return windows
-            begin += self.args.doc_stride
+            begin += stride
 
     @staticmethod
     def _answer_token_span(example: QAExample, char_spans):
@@ -123,7 +128,7 @@ class QAEvaluation:
         args = self.args
         os.makedirs(self.data_dir, exist_ok=True)
         shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "dict.txt"))
-        train = read_squad_json(args.train)[: args.max_train_examples]
+        train = self.locatable_training_questions(read_squad_json(args.train)[: args.max_train_examples])
         self.few_shot_pool = train  # --few-shot samples from these, per seed (few_shot_split)
         if getattr(args, "few_shot", 0) > len(train):
             raise InputError(f"{args.train}: --few-shot {args.few_shot} exceeds its {len(train)} questions")
@@ -133,7 +138,10 @@ class QAEvaluation:
             unlocatable += not windows
             train_windows.extend(windows)
         if unlocatable:
-            logger.info("%s: %d questions dropped (answer not at its answer_start)", args.train, unlocatable)
+            logger.warning("%s: %d questions dropped (their answer covers no piece of the passage, e.g. an "
+                           "empty answer text)", args.train, unlocatable)
+        if not train_windows:
+            raise InputError(f"{args.train}: no training question left")
         self._write("train", train_windows)
         self.num_train = len(train_windows)
         self.extra_report["train_questions"] = len(train) - unlocatable
@@ -160,7 +168,30 @@ class QAEvaluation:
             if lang != DEV:
                 self.gold[lang] = {ex.qid: list(ex.answers) for ex in examples}
                 counts[lang] = len(examples)
+        if self.strides_shortened:
+            logger.warning("%d questions: their windows hold fewer than --doc-stride %d passage pieces; "
+                           "consecutive windows start that many pieces apart instead (no piece skipped)",
+                           self.strides_shortened, args.doc_stride)
         return counts
+
+    def locatable_training_questions(self, train: List[QAExample]) -> List[QAExample]:
+        """Training questions whose answer span is where its text is: an ``answer_start`` a
+        few characters off is moved to the text, one whose text is not nearby is dropped
+        (training on it would teach the wrong span); both are counted in the log and in
+        ``results.json`` (``train_answer_offsets``)."""
+        path = self.args.train
+        kept, fixed, dropped = repair_answer_offsets(train, path)
+        if fixed:
+            logger.warning("%s: %d answer_start offsets did not point at their answer text and were moved to "
+                           "the text found within 64 characters (first: %s)", path, len(fixed), fixed[0])
+        if dropped:
+            logger.warning("%s: %d questions dropped: answer_start does not point at the answer text and the "
+                           "text is not within 64 characters (first: %s)", path, len(dropped), dropped[0])
+        self.extra_report["train_answer_offsets"] = {"fixed": len(fixed), "dropped": len(dropped)}
+        if not kept:
+            raise InputError(f"{path}: none of its {len(train)} training questions has an answer_start that "
+                             f"points at (or near) its answer text (first: {dropped[0]})")
+        return kept
 
     def task_args(self):
         return (["--task", "xsl_span_qa", "--criterion", "xsl_span_qa", "--head-name", self.head_name]

@@ -54,6 +54,7 @@ class SentencePairExample:
     text_a: str
     text_b: str
     label: str
+    line: int = 0  # 1-based line in its file, for error messages
 
 
 _TEXT_A_NAMES = ("sentence1", "premise", "s1", "text_a")
@@ -124,8 +125,11 @@ def read_sentence_pair_tsv(path: PathLike) -> List[SentencePairExample]:
         text_a, text_b, label = (fields[index] for index in columns)
         if not label.strip():
             raise InputError(f"{path}:{number}: empty label")
+        for name, text in (("text_a", text_a), ("text_b", text_b)):
+            if not text.strip():  # no XNLI / PAWS-X line has one: a lost field or a stray tab
+                raise InputError(f"{path}:{number}: empty {name}")
         verbatim_lines += verbatim
-        examples.append(SentencePairExample(text_a, text_b, label.strip()))
+        examples.append(SentencePairExample(text_a, text_b, label.strip(), number))
     if not examples:
         raise InputError(f"{path}: no examples")
     if verbatim_lines:
@@ -145,6 +149,7 @@ class QAExample:
     context: str
     answers: List[str]
     answer_starts: List[int]
+    where: str = ""  # "data[i].paragraphs[j].qas[k]", for messages
 
     def answer_matches_context(self, index: int) -> bool:
         """Whether ``answers[index]`` is the text at ``answer_starts[index]`` of the context."""
@@ -212,7 +217,7 @@ def read_squad_json(path: PathLike, strict_offsets: bool = False) -> List[QAExam
                          for i, ans in enumerate(answers)]
                 starts = [require(ans, "answer_start", int, f"{where}.answers[{i}]")
                           for i, ans in enumerate(answers)]
-                example = QAExample(qid, question, context, texts, starts)
+                example = QAExample(qid, question, context, texts, starts, where)
                 for i in range(len(texts)):
                     if not example.answer_matches_context(i):
                         place = f"{path}:{where}.answers[{i}]"
@@ -227,6 +232,44 @@ def read_squad_json(path: PathLike, strict_offsets: bool = False) -> List[QAExam
         logger.warning("%s: %d answers whose answer_start does not point at their text "
                        "(kept; first: %s)", path, len(offset_mismatches), offset_mismatches[0])
     return examples
+
+
+def repair_answer_offsets(examples: List[QAExample], path: PathLike,
+                          nearby: int = 64) -> Tuple[List[QAExample], List[str], List[str]]:
+    """Training questions whose first answer can be located in the passage.
+
+    An ``answer_start`` that does not point at its answer text is moved to the occurrence
+    of the text nearest to it within ``nearby`` characters (off-by-a-few offsets, as
+    left by a changed whitespace or encoding); a question whose answer text is not found
+    that near is dropped (training on another occurrence far away, or on the given wrong
+    span, would teach the wrong answer). Returns ``(kept, fixed places, dropped places)``,
+    each place ``"{path}:data[i].paragraphs[j].qas[k]"``.
+    """
+    kept, fixed, dropped = [], [], []
+    for example in examples:
+        if example.answer_matches_context(0):
+            kept.append(example)
+            continue
+        start, text = example.answer_starts[0], example.answers[0]
+        low = max(0, start - nearby)
+        found = [low + i for i in _occurrences(example.context[low:start + nearby + len(text)], text)]
+        place = f"{path}:{example.where}"
+        if not found or not text:
+            dropped.append(place)
+            continue
+        nearest = min(found, key=lambda position: abs(position - start))
+        kept.append(QAExample(example.qid, example.question, example.context, example.answers,
+                              [nearest] + example.answer_starts[1:], example.where))
+        fixed.append(place)
+    return kept, fixed, dropped
+
+
+def _occurrences(text: str, pattern: str) -> List[int]:
+    positions, position = [], text.find(pattern)
+    while pattern and position >= 0:
+        positions.append(position)
+        position = text.find(pattern, position + 1)
+    return positions
 
 
 # ---------------------------------------------------------------------------
@@ -252,7 +295,7 @@ def _is_uner_layout(first_line: str) -> bool:
     return len(fields) >= 3 and fields[0] == "1"
 
 
-def read_iob2(path: PathLike) -> List[TaggedSentence]:
+def read_iob2(path: PathLike, repair_entity_starts: bool = False) -> List[TaggedSentence]:
     """``(tokens, tags)`` per sentence of an IOB2 NER file; the layout is chosen by content.
 
     * CoNLL columns (MasakhaNER, CoNLL-2003): ``token [more columns] tag`` separated by
@@ -263,13 +306,16 @@ def read_iob2(path: PathLike) -> List[TaggedSentence]:
       (``3-4``) and empty nodes (``3.1``) are skipped.
 
     Sentences are separated by one or more blank lines. Every tag must be ``O``,
-    ``B-TYPE`` or ``I-TYPE``; an ``I-TYPE`` that does not continue an entity is accepted
-    (seqeval's default mode, like conlleval, reads it as an entity start).
+    ``B-TYPE`` or ``I-TYPE``; an ``I-TYPE`` that does not continue an entity of its type
+    is read as an entity start, as seqeval's default mode and conlleval score it. With
+    ``repair_entity_starts`` (training data) it is rewritten to ``B-TYPE``, so that the
+    model learns one tag for entity starts; how many, and the first ``file:line``, are logged.
     """
     sentences: List[TaggedSentence] = []
     tokens: List[str] = []
     tags: List[str] = []
     uner_layout: Optional[bool] = None
+    entity_starts_as_i: List[int] = []  # line numbers
 
     def end_sentence():
         nonlocal tokens, tags
@@ -305,11 +351,19 @@ def read_iob2(path: PathLike) -> List[TaggedSentence]:
             token, tag = fields[0], fields[-1]
         if not _IOB2_TAG.match(tag):
             raise InputError(f"{path}:{number}: tag {tag!r} is not O, B-TYPE or I-TYPE")
+        if tag.startswith("I-") and (not tags or tags[-1][2:] != tag[2:]):
+            entity_starts_as_i.append(number)
+            if repair_entity_starts:
+                tag = "B-" + tag[2:]
         tokens.append(token)
         tags.append(tag)
     end_sentence()
     if not sentences:
         raise InputError(f"{path}: no sentences")
+    if entity_starts_as_i:
+        logger.warning("%s: %d entities start with I- instead of B- (first: %s:%d); %s", path,
+                       len(entity_starts_as_i), path, entity_starts_as_i[0],
+                       "rewritten to B-" if repair_entity_starts else "read as entity starts (seqeval)")
     return sentences
 
 

@@ -62,6 +62,10 @@ class RetrievalEvaluation:
         self.pairs = {}
         self.predictions, self.gold = {}, {}  # per language, read by cli.run after each seed
         layer = args.layer if args.layer is not None else xtreme_default_layer(pretrained.num_layers)
+        num_states = pretrained.num_layers + 1
+        if not -num_states <= layer < num_states:  # before any sentence is read or encoded
+            raise InputError(f"--layer {layer}: {pretrained.checkpoint} has hidden states 0..{num_states - 1} "
+                             f"(0 = embeddings, {pretrained.num_layers} = last layer)")
         self.layer = layer
         self.prefix = getattr(args, "prefix", "") or ""
         self.english_prefix = getattr(args, "english_prefix", None)
@@ -129,9 +133,6 @@ class RetrievalEvaluation:
         if self.representation == "mlctl-head" and MLCTL_HEAD not in getattr(model, "task_heads", {}):
             raise InputError(f"{self.pretrained.checkpoint}: no trained ML-CTL head ({MLCTL_HEAD}); it was not "
                              "trained with --task xsl_mlctl: use --representation mlctl")
-        num_states = self.pretrained.num_layers + 1
-        if not -num_states <= self.layer < num_states:
-            raise ValueError(f"--layer {self.layer}: the model has layers 0..{num_states - 1}")
         results = {}
         for lang in tqdm(languages, desc="retrieval"):
             xx_sentences = [xx for xx, _ in self.pairs[lang]]

@@ -61,10 +61,10 @@ class SentencePairEvaluation:
         # <s> a </s> </s> b </s>: 4 specials
         max_content = self.args.max_seq_length - 4
         input0, input1, labels, truncated = [], [], [], 0
-        for number, (ex, a, b) in enumerate(zip(examples, firsts, seconds), start=1):
+        for ex, a, b in zip(examples, firsts, seconds):
             if ex.label not in label_index:
-                raise InputError(f"{source}: example {number} has label {ex.label!r}, "
-                                 f"not one of the training labels {sorted(label_index)}")
+                raise InputError(f"{source}:{ex.line}: label {ex.label!r} is not among the labels of the "
+                                 f"evaluation data {sorted(label_index)}")
             cut_a, cut_b = truncate_longest_first(a, b, max_content)
             truncated += (len(cut_a), len(cut_b)) != (len(a), len(b))
             input0.append(cut_a + [eos])
@@ -79,15 +79,27 @@ class SentencePairEvaluation:
         return len(examples)
 
     def prepare(self) -> Dict[str, int]:
-        """Write the English training split and one test split per language."""
+        """Write the English training split and one test split per language.
+
+        The classes are the labels the evaluation files declare (every label they use), not
+        those of the training file: a mistyped training label would otherwise become an
+        extra class. A training or ``--dev`` label outside them is an error at its line."""
         args = self.args
         held_out = getattr(args, "held_out_items", 0)
         train = read_sentence_pair_tsv(args.train)
         if held_out and held_out >= len(train):
             raise InputError(f"{args.train}: --held-out-items {held_out} leaves none of its {len(train)} "
                              f"items for training")
+        evaluated = {lang: read_sentence_pair_tsv(path) for lang, path in self.language_files().items()}
+        if not evaluated:
+            return {}
+        declared = {ex.label for examples in evaluated.values() for ex in examples}
         train = train[held_out:][: args.max_train_examples]
-        self.label_names = sorted({ex.label for ex in train})
+        self.label_names = sorted(declared)
+        untrained = sorted(declared - {ex.label for ex in train})
+        if untrained:
+            logger.warning("%s: no training example of label(s) %s, which the evaluation data use",
+                           args.train, untrained)
         os.makedirs(os.path.join(self.data_dir, "input0"), exist_ok=True)
         os.makedirs(os.path.join(self.data_dir, "label"), exist_ok=True)
         shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "input0", "dict.txt"))
@@ -98,7 +110,7 @@ class SentencePairEvaluation:
         self.num_train = self._write_split("train", train, label_index, args.train)
         counts = {}
         for lang, path in self.language_files().items():
-            examples = read_sentence_pair_tsv(path)[: held_out or None][: args.max_eval_examples]
+            examples = evaluated[lang][: held_out or None][: args.max_eval_examples]
             counts[lang] = self._write_split(f"test_{lang}", examples, label_index, str(path))
             self.gold[lang] = [ex.label for ex in examples]
         if getattr(args, "dev", None):

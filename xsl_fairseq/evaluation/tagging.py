@@ -53,8 +53,8 @@ class TaggingEvaluation(abc.ABC):
 
     # -- reading ---------------------------------------------------------
     @abc.abstractmethod
-    def read(self, path) -> List[Sentence]:
-        """(words, tags) of every sentence of ``path``."""
+    def read(self, path, train: bool = False) -> List[Sentence]:
+        """(words, tags) of every sentence of ``path`` (``train``: the English training file)."""
 
     @abc.abstractmethod
     def tag_scores(self, lang: str, predicted: List[List[str]]) -> dict:
@@ -117,7 +117,7 @@ class TaggingEvaluation(abc.ABC):
         args = self.args
         os.makedirs(self.data_dir, exist_ok=True)
         shutil.copy(self.pretrained.dict_path, os.path.join(self.data_dir, "dict.txt"))
-        train = self.read(args.train)[: args.max_train_examples]
+        train = self.read(args.train, train=True)[: args.max_train_examples]
         if not train:
             raise InputError(f"{args.train}: no sentences")
         self.label_names = sorted({tag for _, tags in train for tag in tags})
@@ -183,8 +183,8 @@ class NEREvaluation(TaggingEvaluation):
                 "f1_shared_types": "seqeval entity F1 on the entity types both the training data and "
                                    "this language's test data use (evaluated_entity_types)"}
 
-    def read(self, path):
-        return read_iob2(path)
+    def read(self, path, train=False):
+        return read_iob2(path, repair_entity_starts=train)
 
     def tag_scores(self, lang, predicted):
         gold = [tags for _, tags in self.eval_sentences[lang]]
@@ -207,7 +207,7 @@ class POSEvaluation(TaggingEvaluation):
         return {"f1": "XTREME (udpos): seqeval F1 over the UPOS tag sequences",
                 "accuracy": "share of words with the right UPOS tag"}
 
-    def read(self, path):
+    def read(self, path, train=False):
         return read_conllu(path) if str(path).endswith(".conllu") else read_xtreme_pos_tsv(path)
 
     def tag_scores(self, lang, predicted):

@@ -16,6 +16,7 @@ from fairseq.tasks import FairseqTask
 
 from ..data.dictionary import load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
+from ..input_checks import InputCheckedTask
 
 
 def load_task_dictionary(cfg):
@@ -23,9 +24,10 @@ def load_task_dictionary(cfg):
     return load_dictionary(os.path.join(cfg.data, "dict.txt"), parse_symbol_list(cfg.extra_special_symbols))
 
 
-class XslDictionaryTask(FairseqTask):
+class XslDictionaryTask(InputCheckedTask, FairseqTask):
     """Base of this plugin's tasks that read one dictionary (source = target) and put a
-    named head on ``XslRobertaModel``."""
+    named head on ``XslRobertaModel``; options and the start checkpoint are checked
+    (:class:`~xsl_fairseq.input_checks.InputCheckedTask`)."""
 
     def __init__(self, cfg, dictionary):
         super().__init__(cfg)

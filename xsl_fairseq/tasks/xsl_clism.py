@@ -23,13 +23,16 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
+
+from preprocess import InputError
 
 from ..data.clism_dataset import SOURCE_PASSES, ClismPairDataset
 from ..data.dictionary import QUE_SYMBOL, load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
+from ..input_checks import StartCheckpointConfig
 from ..modules.heads import QUERY_POINTER_HEAD, QueryPointerHead
 from .finetuning import XslDictionaryTask
 
@@ -39,7 +42,7 @@ METADATA_FILE = "clism.json"  # written by xsl-prep clism-binarize
 
 
 @dataclass
-class XslClismConfig(FairseqDataclass):
+class XslClismConfig(StartCheckpointConfig):
     data: str = field(default=MISSING, metadata={"help": "directory written by xsl-prep clism-binarize"})
     extra_special_symbols: str = field(
         default=QUE_SYMBOL,
@@ -76,10 +79,10 @@ class XslClismTask(XslDictionaryTask):
     def setup_task(cls, cfg: XslClismConfig, **kwargs):
         dict_path = os.path.join(cfg.data, "dict.txt")
         if not os.path.isfile(dict_path):
-            raise FileNotFoundError(f"{dict_path}: not found (xsl-prep clism-binarize writes it)")
+            raise InputError(f"{dict_path}: not found (xsl-prep clism-binarize writes it)")
         symbols = parse_symbol_list(cfg.extra_special_symbols)
         if QUE_SYMBOL not in symbols:
-            raise ValueError(
+            raise InputError(
                 f"{dict_path}: --extra-special-symbols {cfg.extra_special_symbols!r} lacks {QUE_SYMBOL}, "
                 f"which xsl_clism puts in place of every entity; add it (e.g. '{QUE_SYMBOL}')"
             )
@@ -89,7 +92,7 @@ class XslClismTask(XslDictionaryTask):
             with open(metadata_path, encoding="utf-8") as handle:
                 recorded = json.load(handle).get("dictionary_size")
             if recorded is not None and recorded != base_size:
-                raise ValueError(f"{dict_path} has {base_size} symbols with <mask> but the data in {cfg.data} "
+                raise InputError(f"{dict_path} has {base_size} symbols with <mask> but the data in {cfg.data} "
                                  f"was binarized with {recorded} ({metadata_path}): wrong dictionary")
         dictionary = load_dictionary(dict_path, symbols)
         que_idx = dictionary.index(QUE_SYMBOL)

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
-from ..data.dictionary import add_special_symbols, parse_symbol_list
+from ..data.dictionary import add_special_symbols, parse_symbol_list, read_dictionary
+from ..input_checks import InputCheckedTask, StartCheckpointConfig, require_data_file
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class XslMaskedLMConfig(MaskedLMConfig):
+class XslMaskedLMConfig(MaskedLMConfig, StartCheckpointConfig):
     extra_special_symbols: str = field(
         default="",
         metadata={
@@ -28,8 +29,9 @@ class XslMaskedLMConfig(MaskedLMConfig):
 
 
 @register_task("xsl_masked_lm", dataclass=XslMaskedLMConfig)
-class XslMaskedLMTask(MaskedLMTask):
+class XslMaskedLMTask(InputCheckedTask, MaskedLMTask):
     cfg: XslMaskedLMConfig
+    mask_prob_may_be_zero = False  # fairseq's MaskTokensDataset asserts 0 < --mask-prob < 1
 
     def __init__(self, cfg: XslMaskedLMConfig, dictionary=None):
         super().__init__(cfg, dictionary)
@@ -42,3 +44,10 @@ class XslMaskedLMTask(MaskedLMTask):
                 self.extra_symbol_ids,
                 len(self.dictionary),
             )
+
+    @classmethod
+    def load_dict(cls, cfg):
+        """masked_lm's dictionary, with errors that name the data directory or the dict.txt line."""
+        dictionary = read_dictionary(require_data_file(cfg.data, "dict.txt", "xsl-prep binarize-mono writes it"))
+        logger.info("dictionary: %d types", len(dictionary))
+        return dictionary

@@ -49,6 +49,8 @@ from fairseq.data import Dictionary, data_utils, iterators
 from fairseq.tasks import register_task
 from omegaconf import II
 
+from preprocess import InputError
+
 from ..data.meta_schedule import (
     LanguageConcatDataset,
     MetaBatchPlan,
@@ -163,22 +165,22 @@ class XslMetaMLMTask(XslMaskedLMTask):
             return
         self.languages = discover_languages(cfg.data, cfg.languages)
         if cfg.meta_phase1_language not in self.languages:
-            raise ValueError(
+            raise InputError(
                 f"--meta-phase1-language {cfg.meta_phase1_language!r} is not among the language "
                 f"directories of {cfg.data}: {self.languages}")
         if cfg.meta_phase1_updates < 0 or cfg.meta_ramp_updates < 0:
-            raise ValueError("--meta-phase1-updates and --meta-ramp-updates must be >= 0")
+            raise InputError("--meta-phase1-updates and --meta-ramp-updates must be >= 0")
         max_update = cfg.max_update or 0
         if max_update > 0 and cfg.meta_phase1_updates > max_update:
-            raise ValueError(
+            raise InputError(
                 f"--meta-phase1-updates {cfg.meta_phase1_updates} is beyond --max-update "
                 f"{max_update}: phase 2 would never start")
         if not 0.0 <= cfg.multilang_sampling_alpha <= 1.0:
-            raise ValueError(f"--multilang-sampling-alpha must be in [0, 1], got "
+            raise InputError(f"--multilang-sampling-alpha must be in [0, 1], got "
                              f"{cfg.multilang_sampling_alpha}")
         update_freq = list(cfg.update_freq) if cfg.update_freq is not None else [1]
         if len(set(update_freq)) > 1:
-            raise ValueError("xsl_meta_mlm needs one --update-freq for all epochs (the schedule "
+            raise InputError("xsl_meta_mlm needs one --update-freq for all epochs (the schedule "
                              f"maps batches to updates), got {update_freq}")
         self.update_freq = int(update_freq[0])
 

@@ -37,11 +37,13 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 from fairseq.data.mask_tokens_dataset import MaskTokensDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
+from preprocess import InputError
+
 from ..data.features import load_sequences
+from ..input_checks import StartCheckpointConfig
 from ..modules.mlctl import MLCTL_HEAD, MlctlProjectionHead, projection_input_dim
 from .finetuning import XslDictionaryTask, load_task_dictionary
 
@@ -173,7 +175,7 @@ class MlctlWpsDataset(FairseqDataset):
 
 
 @dataclass
-class XslMlctlConfig(FairseqDataclass):
+class XslMlctlConfig(StartCheckpointConfig):
     data: str = field(default=MISSING, metadata={"help": "directory written by xsl-prep mlctl-wps (dict.txt, "
                                                          "{split}.x/y.tokens, {split}.wps.npy)"})
     extra_special_symbols: str = field(
@@ -205,7 +207,7 @@ class XslMlctlTask(XslDictionaryTask):
     def setup_task(cls, cfg: XslMlctlConfig, **kwargs):
         dict_path = os.path.join(cfg.data, "dict.txt")
         if not os.path.isfile(dict_path):
-            raise FileNotFoundError(f"{dict_path} not found (xsl-prep mlctl-wps copies the dictionary there)")
+            raise InputError(f"{dict_path} not found (xsl-prep mlctl-wps copies the dictionary there)")
         dictionary = load_task_dictionary(cfg)
         logger.info("dictionary: %d types (with <mask> and extra symbols)", len(dictionary))
         return cls(cfg, dictionary)

@@ -22,13 +22,16 @@ from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
+from preprocess import InputError
+
 from ..data.dictionary import add_special_symbols, parse_symbol_list
+from ..input_checks import InputCheckedTask, StartCheckpointConfig, require_data_file
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class XslSentencePredictionConfig(SentencePredictionConfig):
+class XslSentencePredictionConfig(SentencePredictionConfig, StartCheckpointConfig):
     extra_special_symbols: str = field(
         default="", metadata={"help": "symbols the pretrained model appended after <mask>, e.g. '[QUE]'"}
     )
@@ -39,12 +42,15 @@ class XslSentencePredictionConfig(SentencePredictionConfig):
 
 
 @register_task("xsl_sentence_prediction", dataclass=XslSentencePredictionConfig)
-class XslSentencePredictionTask(SentencePredictionTask):
+class XslSentencePredictionTask(InputCheckedTask, SentencePredictionTask):
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         augmented = getattr(cfg, "salt_augmented_data", "")
         if augmented and not os.path.isdir(os.path.join(augmented, "input0")):
-            raise FileNotFoundError(f"--salt-augmented-data {augmented}: no input0/ (write it with xsl-prep salt-augment)")
+            raise InputError(f"--salt-augmented-data {augmented}: no input0/ (write it with xsl-prep salt-augment)")
+        require_data_file(cfg.data, "input0/dict.txt", "fairseq's sentence_prediction layout")
+        if not cfg.regression_target:
+            require_data_file(cfg.data, "label/dict.txt", "fairseq's sentence_prediction layout")
         task = super().setup_task(cfg, **kwargs)
         add_special_symbols(task.dictionary, parse_symbol_list(cfg.extra_special_symbols))
         return task

@@ -23,18 +23,20 @@ import os
 from dataclasses import dataclass, field
 
 from fairseq.data import RawLabelDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
+from preprocess import InputError
+
 from ..data.dictionary import QUE_SYMBOL, parse_symbol_list
 from ..data.features import load_sequences
+from ..input_checks import StartCheckpointConfig
 from ..modules.heads import QueryPointerHead, SpanPointerHead
 from .finetuning import FeatureFinetuningTask, load_task_dictionary, token_input_dataset
 
 
 @dataclass
-class XslSpanQAConfig(FairseqDataclass):
+class XslSpanQAConfig(StartCheckpointConfig):
     data: str = field(default=MISSING, metadata={"help": "directory with dict.txt and {split}.tokens/.spans"})
     extra_special_symbols: str = field(
         default="", metadata={"help": "symbols the pretrained model appended after <mask>, e.g. '[QUE]'"}
@@ -56,7 +58,7 @@ class XslSpanQATask(FeatureFinetuningTask):
         task.que_idx = None
         if cfg.que_mode:
             if QUE_SYMBOL not in parse_symbol_list(cfg.extra_special_symbols):
-                raise ValueError(f"{os.path.join(cfg.data, 'dict.txt')}: --que-mode needs {QUE_SYMBOL} in the "
+                raise InputError(f"{os.path.join(cfg.data, 'dict.txt')}: --que-mode needs {QUE_SYMBOL} in the "
                                  f"dictionary; pass --extra-special-symbols '{QUE_SYMBOL}' (got "
                                  f"{cfg.extra_special_symbols!r})")
             task.que_idx = task.dictionary.index(QUE_SYMBOL)

@@ -12,27 +12,29 @@ import os
 from dataclasses import dataclass, field
 
 from fairseq.data import RightPadDataset
-from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
+from preprocess import InputError
+
 from ..data.features import IGNORE_LABEL, load_sequences
+from ..input_checks import StartCheckpointConfig
 from ..modules.heads import TokenClassificationHead
 from .finetuning import FeatureFinetuningTask, load_task_dictionary, token_input_dataset
 
 
 def read_label_names(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"label list not found: {path}")
+        raise InputError(f"{path}: label list not found")
     with open(path, encoding="utf-8") as handle:
         names = [line.strip() for line in handle if line.strip()]
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: repeated label names")
+        raise InputError(f"{path}: repeated label names")
     return names
 
 
 @dataclass
-class XslTokenLabelingConfig(FairseqDataclass):
+class XslTokenLabelingConfig(StartCheckpointConfig):
     data: str = field(default=MISSING, metadata={"help": "directory with dict.txt, labels.txt, {split}.tokens/.labels"})
     extra_special_symbols: str = field(
         default="", metadata={"help": "symbols the pretrained model appended after <mask>, e.g. '[QUE]'"}

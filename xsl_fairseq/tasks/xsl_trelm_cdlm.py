@@ -29,13 +29,16 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from omegaconf import II, MISSING
+
+from preprocess import InputError
 
 from ..data.dictionary import load_dictionary
 from ..data.features import load_sequences
 from ..data.trelm_dataset import STAGE_EXAMPLES, TrelmPairDataset
+from ..input_checks import StartCheckpointConfig
 from .finetuning import XslDictionaryTask
 
 logger = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ TRAINABLE_GROUPS = {
 
 
 @dataclass
-class XslTrelmCdlmConfig(FairseqDataclass):
+class XslTrelmCdlmConfig(StartCheckpointConfig):
     data: str = field(default=MISSING, metadata={"help": "directory written by xsl-prep trelm-align"})
     trelm_stage: ChoiceEnum(STAGES) = field(
         default="upper", metadata={"help": "TreLM training stage: examples and frozen parameters (see the docs)"})
@@ -95,9 +98,9 @@ class XslTrelmCdlmTask(XslDictionaryTask):
     def setup_task(cls, cfg: XslTrelmCdlmConfig, **kwargs):
         dict_path = os.path.join(cfg.data, "dict.txt")
         if not os.path.isfile(dict_path):
-            raise FileNotFoundError(f"{dict_path}: not found (xsl-prep trelm-align writes it)")
+            raise InputError(f"{dict_path}: not found (xsl-prep trelm-align writes it)")
         if cfg.source_lang_id == cfg.target_lang_id or min(cfg.source_lang_id, cfg.target_lang_id) < 0:
-            raise ValueError(f"--source-lang-id {cfg.source_lang_id} / --target-lang-id {cfg.target_lang_id}: "
+            raise InputError(f"--source-lang-id {cfg.source_lang_id} / --target-lang-id {cfg.target_lang_id}: "
                              "two different non-negative language ids needed")
         dictionary = load_dictionary(dict_path)
         metadata_path = os.path.join(cfg.data, METADATA_FILE)
@@ -105,7 +108,7 @@ class XslTrelmCdlmTask(XslDictionaryTask):
             with open(metadata_path, encoding="utf-8") as handle:
                 recorded = json.load(handle).get("dictionary_size")
             if recorded is not None and recorded != len(dictionary):
-                raise ValueError(f"{dict_path} has {len(dictionary)} symbols with <mask> but {cfg.data} was "
+                raise InputError(f"{dict_path} has {len(dictionary)} symbols with <mask> but {cfg.data} was "
                                  f"binarized with {recorded} ({metadata_path}): wrong dictionary")
         logger.info("dictionary: %d types; stage %s", len(dictionary), cfg.trelm_stage)
         return cls(cfg, dictionary)
