@@ -95,7 +95,9 @@ def cacr_loss(source: torch.Tensor, masked_source: torch.Tensor, target: torch.T
     width = source.size(1)
     gathered, offset = gather_across_ranks(local if share_negatives else local[:0])
     if not share_negatives:
-        gathered, offset = local, 0
+        # The trainer zeroes this loss; its own rows come after the other ranks' only so that
+        # the gather stays in the graph: its backward is an all-reduce the other ranks wait for.
+        gathered, offset = torch.cat([gathered, local]), gathered.size(0)
     views = [local[:, k * width:(k + 1) * width] for k in range(3)]
     candidates = [gathered[:, k * width:(k + 1) * width] for k in range(3)]
     positive = torch.arange(local.size(0), device=local.device) + offset
