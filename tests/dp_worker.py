@@ -56,8 +56,9 @@ def train_one_update(base_args, ids, rank, world_size, port):
     dataset = task.dataset(cfg.dataset.train_subset)
     sample = dataset.collater([dataset[i] for i in ids]) if ids else []
     trainer.train_step([sample])
-    grads = {name: param.grad.detach().clone()
-             for name, param in trainer.get_model().named_parameters() if param.grad is not None}
+    # legacy_ddp gives a parameter that took no part in the loss a zero gradient; one rank leaves None
+    grads = {name: param.grad.detach().clone() if param.grad is not None else torch.zeros_like(param)
+             for name, param in trainer.get_model().named_parameters() if param.requires_grad}
     return {**reduced, "grads": grads}
 
 

@@ -42,6 +42,7 @@ from fairseq.tasks import register_task
 from omegaconf import II, MISSING
 
 from ..data.features import load_sequences
+from ..modules.contrastive import DUMMY_BATCH_KEY
 from ..modules.mlctl import MLCTL_HEAD, MlctlProjectionHead, projection_input_dim
 from .finetuning import XslDictionaryTask, load_task_dictionary
 
@@ -232,6 +233,13 @@ class XslMlctlTask(XslDictionaryTask):
         model = super().build_model(cfg, from_checkpoint)
         width = projection_input_dim(self.cfg.levels, model.args.encoder_embed_dim)
         return self.attach_head(model, MLCTL_HEAD, MlctlProjectionHead(width))
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if ignore_grad:
+            # fairseq's stand-in batch on a rank whose shard ran out: its loss is zeroed, and its
+            # rows must not become negatives, nor its counts normalisers, of the other ranks
+            sample = {**sample, DUMMY_BATCH_KEY: True}
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
