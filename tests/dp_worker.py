@@ -48,8 +48,9 @@ def train_one_update(base_args, ids, rank, world_size, port):
     reduce_metrics = task.reduce_metrics
 
     def capture(logging_outputs, criterion):
-        for key in ("loss", "sample_size", "nsentences"):
-            reduced[key] = float(sum(float(log.get(key, 0)) for log in logging_outputs))
+        for key, value in logging_outputs[0].items():
+            if isinstance(value, (int, float)) or torch.is_tensor(value):
+                reduced[key] = float(sum(float(log.get(key, 0)) for log in logging_outputs))
         return reduce_metrics(logging_outputs, criterion)
 
     task.reduce_metrics = capture

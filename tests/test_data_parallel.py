@@ -135,9 +135,9 @@ def common_args(data, task, criterion, arch="xsl_roberta_tiny"):
 
 
 def criterion_cases(root: Path) -> dict:
-    """fairseq-train options of every registered criterion (SALT twice: its two augmentations,
-    each made deterministic: every real token code-switched to its argmax substitute, or every
-    real token mixed with a fixed lambda)."""
+    """fairseq-train options of every registered criterion. SALT four times: sampled
+    code-switching and Beta mixup (its random choices are drawn per example, so they must
+    agree too), random substitutes, and each augmentation on every real token."""
     pairs = write_toy_sentence_pairs(root / "pairs", examples=16)
     sentence_pair = ["--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--pooler-dropout", "0"]
     salt = ["--criterion", "xsl_salt", "--salt-topk", "3", *sentence_pair]
@@ -154,6 +154,10 @@ def criterion_cases(root: Path) -> dict:
         "xsl_token_labeling": common_args(write_token_labels(root / "ner"), "xsl_token_labeling",
                                           "xsl_token_labeling") + ["--head-dropout", "0"],
         "sentence_prediction": common_args(pairs, "xsl_sentence_prediction", "sentence_prediction") + sentence_pair,
+        "xsl_salt": common_args(pairs, "xsl_sentence_prediction", "xsl_salt")
+        + salt + ["--salt-cs-prob", "0.3", "--salt-mix-prob", "0.3", "--salt-mix-alpha", "0.4"],
+        "xsl_salt_random_substitutes": common_args(pairs, "xsl_sentence_prediction", "xsl_salt")
+        + salt + ["--salt-random-substitutes"],
         "xsl_salt_code_switch": common_args(pairs, "xsl_sentence_prediction", "xsl_salt")
         + salt + ["--salt-cs-prob", "1", "--salt-mix-prob", "0", "--salt-cs-sampling", "argmax"],
         "xsl_salt_mixup": common_args(pairs, "xsl_sentence_prediction", "xsl_salt")
@@ -200,8 +204,9 @@ def runs(tmp_path_factory):
 
 @pytest.mark.parametrize("split", list(SPLITS))
 @pytest.mark.parametrize("criterion", ["xsl_masked_lm", "xsl_meta_mlm", "xsl_clism", "xsl_mlctl", "xsl_span_qa",
-                                       "xsl_token_labeling", "sentence_prediction", "xsl_salt_code_switch",
-                                       "xsl_salt_mixup", "xsl_trelm_cdlm"])
+                                       "xsl_token_labeling", "sentence_prediction", "xsl_salt",
+                                       "xsl_salt_random_substitutes", "xsl_salt_code_switch", "xsl_salt_mixup",
+                                       "xsl_trelm_cdlm"])
 def test_two_ranks_equal_one_rank_on_the_union(runs, criterion, split):
     single = runs["single"][criterion]
     for rank, result in enumerate(runs["ranks"]):
@@ -214,6 +219,10 @@ def test_two_ranks_equal_one_rank_on_the_union(runs, criterion, split):
             torch.testing.assert_close(got["grads"][name], grad, atol=TOLERANCE, rtol=TOLERANCE,
                                        msg=lambda m: f"rank {rank}, {name}: {m}")
         assert any(grad.abs().sum() > 0 for grad in single["grads"].values())
+        if criterion.startswith("xsl_salt"):  # the same tokens augmented, and some at all
+            assert (got["salt_code_switched"], got["salt_mixed"]) == (single["salt_code_switched"],
+                                                                      single["salt_mixed"])
+            assert single["salt_code_switched"] + single["salt_mixed"] > 0
 
 
 def test_every_registered_criterion_is_covered(runs):
@@ -221,5 +230,5 @@ def test_every_registered_criterion_is_covered(runs):
     from fairseq.criterions import CRITERION_REGISTRY
 
     ours = {name for name, cls in CRITERION_REGISTRY.items() if cls.__module__.startswith("xsl_fairseq")}
-    covered = {name.split("_code_switch")[0].split("_mixup")[0] for name in runs["criteria"]}
+    covered = {name for name in runs["criteria"] if name in CRITERION_REGISTRY}
     assert ours | {"sentence_prediction"} == covered
