@@ -8,7 +8,8 @@ examples: even (2 + 2), uneven (3 + 1), and rank 1 out of data (fairseq's dummy 
 loss is zeroed, and which must not lend its rows to the other rank's negatives either).
 Where the negatives are global (CACR of ``xsl_clism``, ``xsl_mlctl``) this is the proof that
 gathering works with gradients; where a criterion normalises a term by a count (CLISM's
-[QUE]s, MLM tokens), the count must be global too.
+[QUE]s, MLM tokens), the count must be global too; where it draws random numbers (SALT's
+augmentation), an example must be augmented alike whichever rank and batch it is in.
 
 Each process (``tests/dp_worker.py``) runs every case after one start-up: two ranks and the
 single-rank reference run side by side.
@@ -33,6 +34,9 @@ FIRST_WORD, BOS, EOS = 4, 0, 2
 TOLERANCE = 1e-5
 EXAMPLES = 4
 SPLITS = {"even": [[0, 1], [2, 3]], "uneven": [[0, 1, 2], [3]], "dummy": [[0, 1, 2, 3], []]}
+CASES = ("xsl_masked_lm", "xsl_meta_mlm", "xsl_clism", "xsl_mlctl", "xsl_span_qa", "xsl_token_labeling",
+         "sentence_prediction", "xsl_salt", "xsl_salt_random_substitutes", "xsl_salt_code_switch", "xsl_salt_mixup",
+         "xsl_trelm_cdlm")  # the keys of criterion_cases
 
 
 def write_dictionary(directory: Path) -> None:
@@ -130,8 +134,8 @@ def common_args(data, task, criterion, arch="xsl_roberta_tiny"):
     return [str(data), "--user-dir", str(REPO_ROOT / "xsl_fairseq"), "--task", task, "--criterion", criterion,
             "--arch", arch, "--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0",
             "--optimizer", "sgd", "--lr", "0.1", "--clip-norm", "0", "--batch-size", str(EXAMPLES),
-            "--required-batch-size-multiple", "1", "--max-positions", "64", "--cpu", "--num-workers", "0", "--seed", "3",
-            "--disable-validation", "--no-save", "--log-format", "none"]
+            "--required-batch-size-multiple", "1", "--max-positions", "64", "--cpu", "--num-workers", "0",
+            "--seed", "3", "--disable-validation", "--no-save", "--log-format", "none"]
 
 
 def criterion_cases(root: Path) -> dict:
@@ -187,6 +191,7 @@ def runs(tmp_path_factory):
     examples is the same for every split)."""
     root = tmp_path_factory.mktemp("dp")
     options = criterion_cases(root)
+    assert tuple(options) == CASES
     two_ranks = [{"name": f"{name}/{split}", "args": args, "ids": ids}
                  for name, args in options.items() for split, ids in SPLITS.items()]
     one_rank = [{"name": name, "args": args, "ids": [list(range(EXAMPLES))]} for name, args in options.items()]
@@ -195,7 +200,12 @@ def runs(tmp_path_factory):
     port = _free_port()
     procs = [_launch(root / "two.json", rank, 2, port, root / f"rank{rank}.pt") for rank in (0, 1)]
     procs.append(_launch(root / "one.json", 0, 1, 0, root / "single.pt"))
-    outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    try:
+        outputs = [proc.communicate(timeout=600)[0] for proc in procs]
+    except subprocess.TimeoutExpired:  # a collective that one rank never reaches: a deadlock
+        for proc in procs:
+            proc.kill()
+        raise
     for proc, output in zip(procs, outputs):
         assert proc.returncode == 0, output[-6000:]
     return {"ranks": [torch.load(root / f"rank{r}.pt") for r in (0, 1)], "single": torch.load(root / "single.pt"),
@@ -203,10 +213,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
-@pytest.mark.parametrize("criterion", ["xsl_masked_lm", "xsl_meta_mlm", "xsl_clism", "xsl_mlctl", "xsl_span_qa",
-                                       "xsl_token_labeling", "sentence_prediction", "xsl_salt",
-                                       "xsl_salt_random_substitutes", "xsl_salt_code_switch", "xsl_salt_mixup",
-                                       "xsl_trelm_cdlm"])
+@pytest.mark.parametrize("criterion", CASES)
 def test_two_ranks_equal_one_rank_on_the_union(runs, criterion, split):
     single = runs["single"][criterion]
     for rank, result in enumerate(runs["ranks"]):
@@ -232,3 +239,21 @@ def test_every_registered_criterion_is_covered(runs):
     ours = {name for name, cls in CRITERION_REGISTRY.items() if cls.__module__.startswith("xsl_fairseq")}
     covered = {name for name in runs["criteria"] if name in CRITERION_REGISTRY}
     assert ours | {"sentence_prediction"} == covered
+
+
+def test_salt_draws_follow_the_example_not_its_batch():
+    """The unit behind SALT's equivalence: example 7's random numbers are the same alone, in a
+    batch with example 5 and with other padding, and differ from example 5's."""
+    from xsl_fairseq.modules.salt import example_draws
+
+    pad = 1
+    seven, five = [0, 11, 12, 13, 2], [0, 21, 22, 23, 24, 25, 26, 2]
+    alone = torch.tensor([seven])
+    together = torch.tensor([five, seven + [pad] * 3])
+    draws = [example_draws(t, pad, ids, seed=4, k=3, mix_lambda=0.5, mix_alpha=0.4)
+             for t, ids in ((alone, torch.tensor([7])), (together, torch.tensor([5, 7])))]
+    for field in ("position", "pick", "lambdas", "random"):
+        lone, joint = getattr(draws[0], field), getattr(draws[1], field)
+        assert torch.equal(lone[0], joint[1, :len(seven)]), field
+        assert not torch.equal(joint[0, :len(seven)], joint[1, :len(seven)]), field
+    assert ((draws[1].lambdas > 0) & (draws[1].lambdas < 1)).all()  # Beta(0.4, 0.4) per token

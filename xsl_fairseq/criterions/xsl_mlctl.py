@@ -180,8 +180,9 @@ class XslMlctlCriterion(FairseqCriterion):
         # two sides' per-token means over the global batch, weighted by the global anchor count
         counts = torch.stack([anchors, *side_tokens]).double() * (not dummy)
         global_anchors, *global_side_tokens = sum_across_ranks(counts).tolist()
-        mlm_mean = sum((0.5 * side_loss / max(tokens, 1.0) for side_loss, tokens in zip(side_losses, global_side_tokens)),
-                       torch.zeros((), dtype=torch.float32, device=vectors.device))
+        mlm_mean = torch.zeros((), dtype=torch.float32, device=vectors.device)
+        for side_loss, tokens in zip(side_losses, global_side_tokens):
+            mlm_mean = mlm_mean + 0.5 * side_loss / max(tokens, 1.0)
         loss = contrastive + self.mlm_weight * global_anchors * mlm_mean
 
         logging_output = {

@@ -87,7 +87,8 @@ def example_draws(tokens: torch.Tensor, padding_idx: int, example_ids: torch.Ten
         random[row, columns] = generator.random((columns.size, k))
         if mix_alpha > 0:
             lambdas[row, columns] = generator.beta(mix_alpha, mix_alpha, columns.size)
-    return ExampleDraws(*(torch.from_numpy(a).float().to(tokens.device) for a in (position, pick, lambdas, random)))
+    return ExampleDraws(torch.from_numpy(position).to(tokens.device),  # fp64: u < 1 stays true for cs_prob 1
+                        *(torch.from_numpy(a).float().to(tokens.device) for a in (pick, lambdas, random)))
 
 
 def choose_positions(candidates: torch.Tensor, cs_prob: float, mix_prob: float,
@@ -249,6 +250,6 @@ def build_augmented_input(model, tokens, chosen: ChosenPositions, substitutes: S
 
 __all__: Sequence[str] = (
     "ChosenPositions", "ExampleDraws", "Substitutes", "augmentable_positions", "build_augmented_input",
-    "choose_positions", "consistency_kl", "example_draws", "predict_substitutes", "mix_embeddings", "mix_lambdas", "pick_substitute", "random_substitutes",
-    "special_token_ids", "topk_substitutes", "vocabulary_exclusion",
+    "choose_positions", "consistency_kl", "example_draws", "predict_substitutes", "mix_embeddings", "mix_lambdas",
+    "pick_substitute", "random_substitutes", "special_token_ids", "topk_substitutes", "vocabulary_exclusion",
 )
