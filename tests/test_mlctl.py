@@ -190,9 +190,10 @@ def test_dummy_and_empty_batches_still_gather(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mlctl_criterion_module, "gather_across_ranks", counting_gather)
 
-    # fairseq's dummy batch: a real batch whose loss is multiplied by 0 (ignore_grad)
+    # fairseq's dummy batch: a real batch whose loss is multiplied by 0 (ignore_grad); it takes
+    # part in the gathers of x, y (MLP of [sentence; word]) and pair ids but lends no rows
     loss, _, full_log = task.train_step(sample, model, criterion, _BackwardOnly(), 0, ignore_grad=True)
-    assert loss.item() == 0.0 and calls == [(3, 256), (3, 256), (3, 1)]  # x, y (MLP of [sentence; word]), pair ids
+    assert loss.item() == 0.0 and calls == [(0, 256), (0, 256), (0, 1)]
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
 
     # a rank whose batch is empty after filtering: still gathers, contributes nothing, same keys

@@ -26,9 +26,12 @@ that X carries no ``<mask>``).
 
 Normalisation: the sample size is the number of pairs, and each term is rescaled so
 that dividing by it yields the term's own mean (per ``[QUE]``, per pair, per masked
-token); on one rank that is exactly Eq. 9 with means. Across ranks fairseq divides the
-summed losses by the summed sample sizes, so CLISM and MLM become pair-weighted
-averages of per-rank means while CACR stays exact.
+token): the CLISM sum by pairs / ``[QUE]``s and the MLM sum by pairs / masked tokens,
+with all three counts summed over the data-parallel ranks (one all-reduce of three
+numbers per step). Fairseq divides the summed losses by the summed sample sizes, so one
+update on N ranks is exactly Eq. 9 with means over the global batch, as on one rank with
+the same examples (``tests/test_data_parallel.py``). With ``--update-freq`` k the update
+is the pair-weighted average of the k micro-batches' Eq. 9.
 
 Logged (console, JSON, TensorBoard): ``loss`` (the weighted total, nats), ``clism_loss``
 (nats per ``[QUE]``, start + end), ``cacr_loss`` (nats per pair, three terms),
@@ -50,7 +53,8 @@ from fairseq.logging import metrics
 
 from preprocess import InputError
 
-from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
+from ..modules.contrastive import (DUMMY_BATCH_KEY, contrastive_loss, cosine_logits, gather_across_ranks,
+                                   sum_across_ranks)
 from ..modules.mlm_loss import masked_lm_loss_from_features
 from ..modules.pooling import masked_mean, segment_mask, stack_token_batches
 
@@ -97,7 +101,9 @@ def cacr_loss(source: torch.Tensor, masked_source: torch.Tensor, target: torch.T
     width = source.size(1)
     gathered, offset = gather_across_ranks(local if share_negatives else local[:0])
     if not share_negatives:
-        gathered, offset = local, 0
+        # The trainer zeroes this loss; its own rows come after the other ranks' only so that
+        # the gather stays in the graph: its backward is an all-reduce the other ranks wait for.
+        gathered, offset = torch.cat([gathered, local]), gathered.size(0)
     views = [local[:, k * width:(k + 1) * width] for k in range(3)]
     candidates = [gathered[:, k * width:(k + 1) * width] for k in range(3)]
     positive = torch.arange(local.size(0), device=local.device) + offset
@@ -161,6 +167,7 @@ class XslClismCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         tokens = sample["net_input"]["src_tokens"]
         pairs = tokens.size(0)
+        dummy = sample.get(DUMMY_BATCH_KEY, False)
         features, source_features = self.encode(model, sample)
         zero = features.new_zeros((), dtype=torch.float32)
 
@@ -176,7 +183,7 @@ class XslClismCriterion(FairseqCriterion):
             masked_source, target = self.segment_means(features, tokens, (0, 1))
             (source,) = self.segment_means(source_features, sample["source_net_input"]["src_tokens"], (0,))
             cacr = cacr_loss(source, masked_source, target, self.cfg.cacr_temperature, self.cfg.cacr_symmetric,
-                             share_negatives=not sample.get("exclude_from_negatives", False))
+                             share_negatives=not dummy)
             cacr_sum, cacr_correct, cacr_anchors = cacr.loss.sum(), cacr.correct, cacr.anchors
         else:
             cacr_sum, cacr_correct, cacr_anchors = zero, torch.zeros((), dtype=torch.long), 0
@@ -187,10 +194,13 @@ class XslClismCriterion(FairseqCriterion):
         else:
             mlm_sum, mlm_tokens, mlm_correct = zero, torch.zeros((), dtype=torch.long), torch.zeros((), dtype=torch.long)
 
-        # sample size = pairs; each term scaled so that loss / pairs is its own mean
-        loss = (self.cfg.clism_weight * clism_sum * (pairs / max(num_que, 1))
+        # sample size = pairs; each term scaled so that the summed loss / the summed pairs is
+        # its own mean over the global batch (a dummy batch counts nothing; its loss is zeroed)
+        counts = torch.tensor([pairs, num_que, int(mlm_tokens)], dtype=torch.float64, device=features.device)
+        global_pairs, global_que, global_mlm_tokens = sum_across_ranks(counts * (not dummy)).tolist()
+        loss = (self.cfg.clism_weight * clism_sum * (global_pairs / max(global_que, 1.0))
                 + self.cfg.cacr_weight * cacr_sum
-                + self.cfg.mlm_weight * mlm_sum * (pairs / max(int(mlm_tokens), 1)))
+                + self.cfg.mlm_weight * mlm_sum * (global_pairs / max(global_mlm_tokens, 1.0)))
         logging_output = {
             "loss": loss.detach(),
             "clism_loss": clism_sum.detach(),

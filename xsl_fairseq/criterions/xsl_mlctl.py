@@ -26,9 +26,13 @@ implicitly. An anchor left without any negative contributes nothing and is not c
 
 Sample size and scaling: fairseq divides the summed loss by the summed sample size (over
 ranks and accumulated batches). The sample size is the number of anchors A (2n, or n
-one-directional); the returned loss is ``sum of anchor losses + mlm_weight * A * MLM``, so
-the objective is exactly the official ``mean contrastive + 0.1 * MLM`` on one rank, and
-the anchor-weighted average of it across ranks.
+one-directional); the returned loss is ``sum of anchor losses + mlm_weight * A * MLM``, with
+A and MLM's per-side token counts summed over the data-parallel ranks (an all-reduce of
+three numbers per step), so one update is exactly the official ``mean contrastive + 0.1 *
+MLM`` over the global batch on any number of ranks (``tests/test_data_parallel.py``), and
+the anchor-weighted average of it over ``--update-freq`` micro-batches. A dummy batch (a
+rank whose shard has run out; marked by the task) lends no rows to the other ranks'
+negatives and no counts to the normalisers.
 
 Logging (all summable scalars, the same keys on every rank): ``loss`` (total per anchor),
 ``contrastive_loss`` (per anchor), ``mlm_loss`` (per masked token, both sides pooled),
@@ -46,7 +50,8 @@ from fairseq.logging import metrics
 
 from preprocess import InputError
 
-from ..modules.contrastive import contrastive_loss, cosine_logits, gather_across_ranks
+from ..modules.contrastive import (DUMMY_BATCH_KEY, contrastive_loss, cosine_logits, gather_across_ranks,
+                                   sum_across_ranks)
 from ..modules.mlctl import MLCTL_HEAD, MLCTL_LEVELS, level_vectors, projection_input_dim
 from ..modules.mlm_loss import masked_lm_loss_from_features
 from ..modules.pooling import stack_token_batches
@@ -113,11 +118,21 @@ class XslMlctlCriterion(FairseqCriterion):
                       for row, side, name in zip(rows[2:], sides[2:], ("x_mlm", "y_mlm"))]
         return head(pooled), masked
 
-    def contrastive_terms(self, x_vectors, y_vectors, pair_id):
-        """Per-anchor losses, hits and positive cosines of the local anchors against the global batch."""
-        global_x, offset = gather_across_ranks(x_vectors)
-        global_y, _ = gather_across_ranks(y_vectors)
-        global_pairs, _ = gather_across_ranks(pair_id.unsqueeze(1))
+    def contrastive_terms(self, x_vectors, y_vectors, pair_id, share_negatives=True):
+        """Per-anchor losses, hits and positive cosines of the local anchors against the global batch.
+
+        Collective (every rank, every step). ``share_negatives=False`` (a dummy batch) takes part
+        in the gathers without contributing rows."""
+        shared = slice(None) if share_negatives else slice(0, 0)
+        global_x, offset = gather_across_ranks(x_vectors[shared])
+        global_y, _ = gather_across_ranks(y_vectors[shared])
+        global_pairs, _ = gather_across_ranks(pair_id.unsqueeze(1)[shared])
+        if not share_negatives:
+            # The trainer zeroes this loss; its own rows come after the other ranks' only so that
+            # the gathers stay in the graph: their backward is an all-reduce the other ranks wait for.
+            offset = global_x.size(0)
+            global_x, global_y = torch.cat([global_x, x_vectors]), torch.cat([global_y, y_vectors])
+            global_pairs = torch.cat([global_pairs, pair_id.unsqueeze(1)])
         n_local, n_global = x_vectors.size(0), global_x.size(0)
         if n_global == 0:  # every rank's batch is empty: no anchor, no candidate
             nothing = x_vectors.new_zeros(0, dtype=torch.float32)
@@ -145,22 +160,32 @@ class XslMlctlCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         vectors, masked_sides = self._encode(model, sample)
         n = sample["x"]["src_tokens"].size(0)
-        losses, hits, positive_cos, valid = self.contrastive_terms(vectors[:n], vectors[n:], sample["pair_id"])
+        dummy = sample.get(DUMMY_BATCH_KEY, False)
+        losses, hits, positive_cos, valid = self.contrastive_terms(vectors[:n], vectors[n:], sample["pair_id"],
+                                                                   share_negatives=not dummy)
         anchors = valid.sum()
         # Keeps every parameter of the pass in the graph when no anchor counts (e.g. n = 0).
         contrastive = losses.sum() + 0.0 * vectors.sum()
 
         mlm_loss_sum = torch.zeros((), dtype=torch.float32, device=vectors.device)
-        mlm_mean = torch.zeros((), dtype=torch.float32, device=vectors.device)
         mlm_tokens = torch.zeros((), dtype=torch.long, device=vectors.device)
         mlm_correct = torch.zeros((), dtype=torch.long, device=vectors.device)
+        side_losses, side_tokens = [], []
         for features, target in masked_sides or ():
             mlm = masked_lm_loss_from_features(model, features, target, self.padding_idx)
+            side_losses.append(mlm.loss.float())
+            side_tokens.append(mlm.num_predicted)
             mlm_loss_sum = mlm_loss_sum + mlm.loss.float()
-            mlm_mean = mlm_mean + 0.5 * mlm.loss.float() / mlm.num_predicted.clamp(min=1)
             mlm_tokens = mlm_tokens + mlm.num_predicted
             mlm_correct = mlm_correct + mlm.num_correct
-        loss = contrastive + self.mlm_weight * anchors.float() * mlm_mean
+        # anchors and each side's masked tokens over all ranks: the MLM term is the mean of the
+        # two sides' per-token means over the global batch, weighted by the global anchor count
+        counts = torch.stack([anchors, *side_tokens]).double() * (not dummy)
+        global_anchors, *global_side_tokens = sum_across_ranks(counts).tolist()
+        mlm_mean = torch.zeros((), dtype=torch.float32, device=vectors.device)
+        for side_loss, tokens in zip(side_losses, global_side_tokens):
+            mlm_mean = mlm_mean + 0.5 * side_loss / max(tokens, 1.0)
+        loss = contrastive + self.mlm_weight * global_anchors * mlm_mean
 
         logging_output = {
             "loss": loss.detach(),

@@ -20,7 +20,9 @@ assumed design). Per training batch:
 2. **Augmented input**: code-switched positions take one substitute (sampled from the
    top-k weights, or ``--salt-cs-sampling argmax``); mixed positions take
    ``λ E[x] + (1 - λ) Σ p̂_k E[w_k]`` (``--salt-mix-lambda``, or Beta(α, α) with
-   ``--salt-mix-alpha``).
+   ``--salt-mix-alpha``). Every random choice of an example (positions, substitute, λ) is
+   drawn from its own generator, seeded by the update's seed and the example's id: an example
+   is augmented alike on any number of ranks and in any batch (``tests/test_data_parallel.py``).
 3. **Loss** (sum over sentences, as fairseq's ``sentence_prediction``):
    ``CE(clean) + CE(augmented) + w · KL(p_clean.detach() || p_aug)`` with
    ``w = --salt-consistency-weight``. Clean and augmented rows go through the model in one
@@ -110,20 +112,31 @@ class XslSaltCriterion(SentencePredictionCriterion):
         self.mask_idx = dictionary.index("<mask>")
         if self.mask_idx == dictionary.unk():
             raise ValueError("xsl_salt: the dictionary has no <mask> symbol to predict substitutes with")
+        self.pad_idx = dictionary.pad()
         self.special_ids = salt.special_token_ids(dictionary)
         self.register_buffer("excluded_vocab", salt.vocabulary_exclusion(len(dictionary), self.special_ids),
                              persistent=False)
 
-    def _augment(self, model, tokens):
+    def _augment(self, model, tokens, example_ids=None):
         cfg = self.cfg
         candidates = salt.augmentable_positions(tokens, self.special_ids)
-        chosen = salt.choose_positions(candidates, cfg.salt_cs_prob, cfg.salt_mix_prob)
+        draws = None
+        if example_ids is not None:
+            # per-example generators keyed by the update's seed (fairseq sets torch's seed to
+            # seed + update before every step, on every rank): the same augmentation of an
+            # example on any rank and in any batch; see modules/salt.py
+            draws = salt.example_draws(tokens, self.pad_idx, example_ids, torch.initial_seed(), cfg.salt_topk,
+                                       cfg.salt_mix_lambda, cfg.salt_mix_alpha)
+        chosen = salt.choose_positions(candidates, cfg.salt_cs_prob, cfg.salt_mix_prob,
+                                       draw=None if draws is None else draws.position)
         substitutes = salt.predict_substitutes(model, tokens, chosen.any, cfg.salt_topk,
                                           self.excluded_vocab.to(tokens.device), self.mask_idx,
-                                          random=cfg.salt_random_substitutes, dropout=cfg.salt_substitute_dropout)
+                                          random=cfg.salt_random_substitutes, dropout=cfg.salt_substitute_dropout,
+                                          draws=draws)
         augmented, embeddings = salt.build_augmented_input(model, tokens, chosen, substitutes,
                                                       sample_substitute=cfg.salt_cs_sampling == "sample",
-                                                      mix_lambda=cfg.salt_mix_lambda, mix_alpha=cfg.salt_mix_alpha)
+                                                      mix_lambda=cfg.salt_mix_lambda, mix_alpha=cfg.salt_mix_alpha,
+                                                      draws=draws)
         counts = (chosen.code_switch.sum(), chosen.mixup.sum(), candidates.sum())
         return augmented, embeddings, counts
 
@@ -152,7 +165,7 @@ class XslSaltCriterion(SentencePredictionCriterion):
             candidates = salt.augmentable_positions(tokens, self.special_ids)
             counts = (augmented.ne(tokens).sum(), torch.zeros((), device=tokens.device), candidates.sum())
         else:
-            augmented, embeddings, counts = self._augment(model, tokens)
+            augmented, embeddings, counts = self._augment(model, tokens, sample.get("id"))
 
         # clean and augmented rows in one forward (one DDP forward, bigger matmuls)
         batch = tokens.size(0)

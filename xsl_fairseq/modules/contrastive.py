@@ -1,4 +1,4 @@
-"""Contrastive losses shared by CACR (CLISM) and ML-CTL: cross-rank gather, InfoNCE, CZ-NCE.
+"""Contrastive losses shared by CACR (CLISM) and ML-CTL: cross-rank gather and sum, InfoNCE, CZ-NCE.
 
 Conventions:
 * Logits are cosine similarities divided by a temperature, computed in fp32 even when
@@ -6,8 +6,13 @@ Conventions:
   gradient of the positive).
 * Losses are returned per anchor, so criterions can sum them (fairseq's sum-reduced
   convention) and choose their own sample size.
-* Under data parallelism every rank calls :func:`gather_across_ranks` on every step,
-  dummy and empty batches included, or the ranks deadlock.
+* Under data parallelism every rank calls :func:`gather_across_ranks` and
+  :func:`sum_across_ranks` on every step, dummy and empty batches included, or the ranks
+  deadlock. A gathered tensor must also stay in the graph of every rank's loss (a dummy
+  batch's too): its backward is an all-reduce that the other ranks wait for.
+* A rank's dummy batch (fairseq's stand-in when its shard has run out; the trainer zeroes its
+  loss) is marked with :data:`DUMMY_BATCH_KEY` by the task's ``train_step``: its rows are no
+  negatives of the other ranks and its counts are no part of the global normalisers.
 """
 from typing import Optional, Tuple
 
@@ -16,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 CONTRASTIVE_LOSSES = ("infonce", "cz_nce")
+DUMMY_BATCH_KEY = "exclude_from_negatives"  # sample key set by the tasks' train_step on dummy batches
 
 
 def _data_parallel_group():
@@ -64,6 +70,18 @@ def gather_across_ranks(local: torch.Tensor, group=None) -> Tuple[torch.Tensor, 
     gathered = _AllGatherWithGradient.apply(padded, group)  # world x longest x d
     rows = torch.cat([gathered[r, : counts[r]] for r in range(world)], dim=0)
     return rows, sum(counts[:rank])
+
+
+def sum_across_ranks(values: torch.Tensor, group=None) -> torch.Tensor:
+    """``values`` summed over the data-parallel ranks, without gradient: the global counts
+    (pairs, queries, masked tokens) that a term is averaged over, so that fairseq's division
+    of the summed losses by the summed sample sizes gives the mean over the global batch.
+    Without an initialised process group (single process), a copy of ``values``."""
+    group = group if group is not None else _data_parallel_group()
+    values = values.detach().clone()
+    if group is not None and dist.get_world_size(group) > 1:
+        dist.all_reduce(values, group=group)
+    return values
 
 
 def cosine_logits(queries: torch.Tensor, keys: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -21,9 +21,16 @@ method section could not be read. What follows is the design recommended in
   λ fixed or drawn per token from Beta(α, α) (:func:`mix_lambdas`).
 * **Consistency** (:func:`consistency_kl`): ``KL(p_clean.detach() || p_aug)`` summed
   over rows (fairseq's sum-reduced convention), in fp32.
+* **Randomness** (:func:`example_draws`): in training, every random number of an example
+  (positions, substitute draw, λ, random substitutes) comes from a generator of its own,
+  seeded by (update seed, example id), so an example is augmented the same in whatever batch
+  and on whatever data-parallel rank it lands. Drawing from torch's global RNG instead, which
+  fairseq seeds with seed + update on every rank alike, gave every rank's batch of one shape
+  the same positions, and made the augmentation depend on how the batch was split.
 """
 from typing import NamedTuple, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -55,13 +62,45 @@ class ChosenPositions(NamedTuple):
         return self.code_switch | self.mixup
 
 
+class ExampleDraws(NamedTuple):
+    """Random numbers for every token of a batch (B x T, drawn per example by :func:`example_draws`)."""
+    position: torch.Tensor  # uniform: which augmentation the token gets (choose_positions)
+    pick: torch.Tensor  # uniform: its code-switch substitute (inverse CDF of the top-k weights)
+    lambdas: torch.Tensor  # its mixup weight λ
+    random: torch.Tensor  # B x T x k uniform: its random substitutes (the ablation)
+
+
+def example_draws(tokens: torch.Tensor, padding_idx: int, example_ids: torch.Tensor, seed: int, k: int,
+                  mix_lambda: float, mix_alpha: float) -> ExampleDraws:
+    """The random numbers of each row of ``tokens`` from a generator seeded by (``seed``, the
+    row's example id), one set per non-pad token in order: independent of the batch the example
+    is in, its padding and its data-parallel rank."""
+    real = tokens.ne(padding_idx).cpu().numpy()
+    rows, width = real.shape
+    position, pick = np.zeros((rows, width)), np.zeros((rows, width))
+    lambdas, random = np.full((rows, width), float(mix_lambda)), np.zeros((rows, width, k))
+    for row, example in enumerate(example_ids.tolist()):
+        generator = np.random.default_rng([int(seed), int(example)])
+        columns = np.flatnonzero(real[row])
+        position[row, columns] = generator.random(columns.size)
+        pick[row, columns] = generator.random(columns.size)
+        random[row, columns] = generator.random((columns.size, k))
+        if mix_alpha > 0:
+            lambdas[row, columns] = generator.beta(mix_alpha, mix_alpha, columns.size)
+    return ExampleDraws(torch.from_numpy(position).to(tokens.device),  # fp64: u < 1 stays true for cs_prob 1
+                        *(torch.from_numpy(a).float().to(tokens.device) for a in (pick, lambdas, random)))
+
+
 def choose_positions(candidates: torch.Tensor, cs_prob: float, mix_prob: float,
-                     generator: Optional[torch.Generator] = None) -> ChosenPositions:
+                     generator: Optional[torch.Generator] = None, draw: Optional[torch.Tensor] = None
+                     ) -> ChosenPositions:
     """Disjoint code-switch / mixup positions among ``candidates`` (one uniform draw per
-    token: ``u < cs_prob`` code-switches, ``cs_prob <= u < cs_prob + mix_prob`` mixes)."""
+    token, ``draw`` or from ``generator``: ``u < cs_prob`` code-switches, ``cs_prob <= u <
+    cs_prob + mix_prob`` mixes)."""
     if cs_prob < 0 or mix_prob < 0 or cs_prob + mix_prob > 1:
         raise ValueError(f"need 0 <= cs_prob, mix_prob and cs_prob + mix_prob <= 1 (got {cs_prob}, {mix_prob})")
-    draw = torch.rand(candidates.shape, generator=generator, device="cpu").to(candidates.device)
+    if draw is None:
+        draw = torch.rand(candidates.shape, generator=generator, device="cpu").to(candidates.device)
     code_switch = candidates & draw.lt(cs_prob)
     mixup = candidates & draw.ge(cs_prob) & draw.lt(cs_prob + mix_prob)
     return ChosenPositions(code_switch, mixup)
@@ -95,9 +134,11 @@ def topk_substitutes(mlm_logits: torch.Tensor, original: torch.Tensor, k: int,
 
 
 def random_substitutes(original: torch.Tensor, k: int, excluded_vocab: torch.Tensor,
-                       generator: Optional[torch.Generator] = None) -> Substitutes:
+                       generator: Optional[torch.Generator] = None, uniforms: Optional[torch.Tensor] = None
+                       ) -> Substitutes:
     """``--salt-random-substitutes``: k ids per row drawn uniformly (with replacement) from
-    the allowed vocabulary minus the row's original token, equal weights."""
+    the allowed vocabulary minus the row's original token, equal weights (``uniforms``: N x k
+    draws in [0, 1) to use instead of ``generator``'s)."""
     allowed_ids = (~excluded_vocab).nonzero().squeeze(1).to(original.device)  # sorted
     if allowed_ids.numel() < 2:
         raise ValueError("random substitutes need at least two allowed vocabulary entries")
@@ -105,19 +146,24 @@ def random_substitutes(original: torch.Tensor, k: int, excluded_vocab: torch.Ten
     slot = torch.searchsorted(allowed_ids, original)
     is_allowed = slot.lt(allowed_ids.numel()) & allowed_ids[slot.clamp(max=allowed_ids.numel() - 1)].eq(original)
     choices = allowed_ids.numel() - is_allowed.long()  # N
-    draw = torch.rand((original.numel(), k), generator=generator, device="cpu").to(original.device)
-    index = (draw * choices.unsqueeze(1)).long().clamp(max=allowed_ids.numel() - 1)
+    draw = uniforms if uniforms is not None else torch.rand((original.numel(), k), generator=generator, device="cpu")
+    index = (draw.to(original.device) * choices.unsqueeze(1)).long().clamp(max=allowed_ids.numel() - 1)
     index = index + (is_allowed.unsqueeze(1) & index.ge(slot.unsqueeze(1))).long()
     probs = torch.full((original.numel(), k), 1.0 / k, device=original.device)
     return Substitutes(allowed_ids[index], probs)
 
 
 def pick_substitute(substitutes: Substitutes, sample: bool = True,
-                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """One id per row: drawn from the top-k weights (``sample``) or their argmax."""
+                    generator: Optional[torch.Generator] = None, uniforms: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+    """One id per row: drawn from the top-k weights (``sample``; by inverse CDF of ``uniforms``,
+    one per row, when given) or their argmax."""
     if substitutes.ids.size(0) == 0:
         return substitutes.ids[:, 0]
-    if sample:
+    if sample and uniforms is not None:
+        below = substitutes.probs.cumsum(dim=-1) <= uniforms.to(substitutes.probs.device).unsqueeze(1)
+        column = below.sum(dim=-1, keepdim=True).clamp(max=substitutes.ids.size(1) - 1)
+    elif sample:
         column = torch.multinomial(substitutes.probs.cpu(), 1, generator=generator).to(substitutes.ids.device)
     else:
         column = substitutes.probs.argmax(dim=-1, keepdim=True)
@@ -150,16 +196,18 @@ def consistency_kl(clean_logits: torch.Tensor, augmented_logits: torch.Tensor) -
     return F.kl_div(student, teacher, reduction="sum", log_target=True)
 
 
-def predict_substitutes(model, tokens, positions, k, excluded_vocab, mask_idx, random=False, dropout=False):
-    """Top-k substitutes (or ``random`` ones) for ``positions`` (B x T bool) of ``tokens``:
-    the positions are masked together and predicted by ``model``'s MLM head in one forward
-    without gradient. Rows follow ``tokens[positions]`` (row-major)."""
+def predict_substitutes(model, tokens, positions, k, excluded_vocab, mask_idx, random=False, dropout=False,
+                        draws: Optional[ExampleDraws] = None):
+    """Top-k substitutes (or ``random`` ones, from ``draws`` when given) for ``positions``
+    (B x T bool) of ``tokens``: the positions are masked together and predicted by ``model``'s
+    MLM head in one forward without gradient. Rows follow ``tokens[positions]`` (row-major)."""
     original = tokens[positions]
     if original.numel() == 0:
         empty = original.new_zeros((0, k))
         return Substitutes(empty, empty.float())
     if random:
-        return random_substitutes(original, k, excluded_vocab)
+        return random_substitutes(original, k, excluded_vocab,
+                                  uniforms=None if draws is None else draws.random[positions])
     was_training = model.training
     model.train(dropout and was_training)
     try:
@@ -172,23 +220,28 @@ def predict_substitutes(model, tokens, positions, k, excluded_vocab, mask_idx, r
 
 
 def build_augmented_input(model, tokens, chosen: ChosenPositions, substitutes: Substitutes,
-                          sample_substitute=True, mix_lambda=0.5, mix_alpha=0.0):
+                          sample_substitute=True, mix_lambda=0.5, mix_alpha=0.0,
+                          draws: Optional[ExampleDraws] = None):
     """Code-switched tokens and (when any position is mixed) input embeddings B x T x C.
 
-    ``substitutes`` rows follow ``tokens[chosen.any]``."""
+    ``substitutes`` rows follow ``tokens[chosen.any]``. With ``draws``, the substitute draws
+    and λ come from there (``mix_lambda``/``mix_alpha`` were applied when they were drawn)."""
     every = chosen.any
     is_cs = chosen.code_switch[every]  # which substitute rows are code-switch rows
     augmented = tokens.clone()
     if bool(is_cs.any()):
         rows = Substitutes(substitutes.ids[is_cs], substitutes.probs[is_cs])
-        augmented[chosen.code_switch] = pick_substitute(rows, sample=sample_substitute).to(tokens.dtype)
+        uniforms = None if draws is None else draws.pick[chosen.code_switch]
+        augmented[chosen.code_switch] = pick_substitute(rows, sample=sample_substitute,
+                                                        uniforms=uniforms).to(tokens.dtype)
     if not bool(chosen.mixup.any()):
         return augmented, None
     embed = model.encoder.sentence_encoder.embed_tokens
     embeddings = embed(augmented)
     is_mix = ~is_cs
     ids, probs = substitutes.ids[is_mix], substitutes.probs[is_mix]
-    lambdas = mix_lambdas(ids.size(0), mix_lambda, mix_alpha, device=tokens.device)
+    lambdas = (draws.lambdas[chosen.mixup] if draws is not None
+               else mix_lambdas(ids.size(0), mix_lambda, mix_alpha, device=tokens.device))
     mixed = mix_embeddings(embeddings[chosen.mixup], embed(ids), probs, lambdas)
     embeddings = embeddings.clone()
     embeddings[chosen.mixup] = mixed.to(embeddings.dtype)
@@ -196,7 +249,7 @@ def build_augmented_input(model, tokens, chosen: ChosenPositions, substitutes: S
 
 
 __all__: Sequence[str] = (
-    "ChosenPositions", "Substitutes", "augmentable_positions", "build_augmented_input", "choose_positions",
-    "consistency_kl", "predict_substitutes", "mix_embeddings", "mix_lambdas", "pick_substitute", "random_substitutes",
-    "special_token_ids", "topk_substitutes", "vocabulary_exclusion",
+    "ChosenPositions", "ExampleDraws", "Substitutes", "augmentable_positions", "build_augmented_input",
+    "choose_positions", "consistency_kl", "example_draws", "predict_substitutes", "mix_embeddings", "mix_lambdas",
+    "pick_substitute", "random_substitutes", "special_token_ids", "topk_substitutes", "vocabulary_exclusion",
 )

@@ -33,6 +33,7 @@ from ..data.clism_dataset import SOURCE_PASSES, ClismPairDataset
 from ..data.dictionary import QUE_SYMBOL, load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
 from ..input_checks import StartCheckpointConfig
+from ..modules.contrastive import DUMMY_BATCH_KEY
 from ..modules.heads import QUERY_POINTER_HEAD, QueryPointerHead
 from .finetuning import XslDictionaryTask
 
@@ -125,8 +126,8 @@ class XslClismTask(XslDictionaryTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if ignore_grad:
             # fairseq's stand-in batch on a rank whose shard ran out: its loss is zeroed,
-            # and its rows must not become CACR negatives of the other ranks either
-            sample = {**sample, "exclude_from_negatives": True}
+            # and its rows must not become CACR negatives, nor its counts normalisers, of the others
+            sample = {**sample, DUMMY_BATCH_KEY: True}
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def max_positions(self):

@@ -44,6 +44,7 @@ from preprocess import InputError
 
 from ..data.features import load_sequences
 from ..input_checks import StartCheckpointConfig
+from ..modules.contrastive import DUMMY_BATCH_KEY
 from ..modules.mlctl import MLCTL_HEAD, MlctlProjectionHead, projection_input_dim
 from .finetuning import XslDictionaryTask, load_task_dictionary
 
@@ -234,6 +235,13 @@ class XslMlctlTask(XslDictionaryTask):
         model = super().build_model(cfg, from_checkpoint)
         width = projection_input_dim(self.cfg.levels, model.args.encoder_embed_dim)
         return self.attach_head(model, MLCTL_HEAD, MlctlProjectionHead(width))
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if ignore_grad:
+            # fairseq's stand-in batch on a rank whose shard ran out: its loss is zeroed, and its
+            # rows must not become negatives, nor its counts normalisers, of the other ranks
+            sample = {**sample, DUMMY_BATCH_KEY: True}
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def max_positions(self):
         return self.cfg.tokens_per_sample
