@@ -46,6 +46,7 @@ target words, eflomal, projection), the ML-CTL word-positioned sample miner (``m
 read, matching, sentencepiece), and eflomal alone (both directions + grow-diag-final-and, whitespace words).
 """
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -134,9 +135,9 @@ def _clism_work(sample, context, words):
 
 
 def _mlctl_to_masked_lm(sample, context):
-    from bench_mlctl import _masked_lm_sample
+    from bench_mlctl import masked_lm_sample
 
-    return _masked_lm_sample(sample, context.pad)
+    return masked_lm_sample(sample, context.pad)
 
 
 def _trelm_rows(sample, pad):
@@ -390,6 +391,24 @@ DATA_BUILDERS = {"mono": data_mono, "meta": data_meta, "clism": data_clism, "mlc
 # ------------------------------------------------------------------------------------------------ workers
 
 
+@contextlib.contextmanager
+def profiled(args, label: str):
+    """With ``--profile DIR``: torch.profiler over the updates (warm-up included), its operator table sorted by
+    self CPU time written to ``DIR/LABEL.txt`` (the timings of a profiled run carry the profiler's overhead)."""
+    if not args.profile:
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with profile(activities=activities, record_shapes=False) as profiler:
+        yield
+    os.makedirs(args.profile, exist_ok=True)
+    sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+    with open(os.path.join(args.profile, label + ".txt"), "w", encoding="utf-8") as out:
+        out.write(profiler.key_averages().table(sort_by=sort, row_limit=40))
+
+
 def _training_worker(name: str, role: str, args) -> dict:
     """One objective (``role`` "objective") or its masked-LM baseline ("masked_lm"), timed in this process."""
     import numpy as np
@@ -460,8 +479,9 @@ def _training_worker(name: str, role: str, args) -> dict:
         prepare = lambda sample: spec.to_masked_lm(sample, context)  # noqa: E731
     report.reset_peak_resident()
     load_before = os.getloadavg()
-    timed = report.time_batches(criterion, model, optimizer, batches(), args.warmup, args.updates, args.device,
-                                prepare=prepare)
+    with profiled(args, f"{name}-{role}"):
+        timed = report.time_batches(criterion, model, optimizer, batches(), args.warmup, args.updates, args.device,
+                                    prepare=prepare)
     timed_words = words[args.warmup:args.warmup + args.updates]
     result = {
         "objective": name, "role": role, "flags": flags[1:], "device": args.device, "threads": torch.get_num_threads(),
@@ -611,6 +631,8 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model-args", default="", help="extra model flags, written with '=': --model-args=...")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="also write a torch.profiler operator table per measurement to DIR (slows the timings)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = dict(pairs=(400, 2000), finetune_examples=(200, 800), vocab_size=(1000, 2000), batch_size=(16, 32),
