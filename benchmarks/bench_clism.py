@@ -44,7 +44,7 @@ import time
 import numpy as np
 import torch
 
-from report import environment, write_report
+from report import bert_masked_batch, environment, proc_status_mib, reset_peak_resident, write_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -91,32 +91,9 @@ def build(args):
 
 def pair_mlm_batch(dataset, indices, dictionary, seed):
     """``<s> s </s> t </s>`` of the pairs with fairseq-style 15% / 80-10-10 masking."""
-    from fairseq.data import data_utils
-
-    rows, targets = [], []
-    rng = np.random.RandomState(seed)
-    mask_idx = dictionary.index("<mask>")
-    for index in indices:
-        pair = int(dataset.pair_ids[index])
-        tokens = np.array([dictionary.bos(), *dataset.src[pair].tolist(), dictionary.eos(),
-                           *dataset.tgt[pair].tolist(), dictionary.eos()], dtype=np.int64)
-        candidates = np.flatnonzero(tokens >= dictionary.nspecial)
-        chosen = rng.choice(candidates, int(0.15 * len(candidates) + rng.rand()), replace=False)
-        target = np.full_like(tokens, dictionary.pad())
-        target[chosen] = tokens[chosen]
-        roll = rng.rand(len(chosen))
-        tokens[chosen[roll < 0.8]] = mask_idx
-        random_positions = chosen[(roll >= 0.8) & (roll < 0.9)]
-        tokens[random_positions] = rng.randint(dictionary.nspecial, mask_idx, size=len(random_positions))
-        rows.append(torch.from_numpy(tokens))
-        targets.append(torch.from_numpy(target))
-    return {
-        "net_input": {"src_tokens": data_utils.collate_tokens(rows, dictionary.pad()),
-                      "src_lengths": torch.tensor([len(r) for r in rows])},
-        "target": data_utils.collate_tokens(targets, dictionary.pad()),
-        "ntokens": sum(len(r) for r in rows),
-        "nsentences": len(rows),
-    }
+    rows = [[dictionary.bos(), *dataset.src[int(dataset.pair_ids[index])].tolist(), dictionary.eos(),
+             *dataset.tgt[int(dataset.pair_ids[index])].tolist(), dictionary.eos()] for index in indices]
+    return bert_masked_batch(rows, dictionary, np.random.RandomState(seed))
 
 
 def to_device(batch, device):
@@ -148,28 +125,6 @@ def pair_words(batch) -> int:
     return int(batch["ntokens"])
 
 
-def _proc_status_mb(field: str):
-    """VmRSS / VmHWM of this process in MB (Linux), or None."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def saved_activation_mb(runner) -> float:
     """MB of non-parameter tensors autograd keeps for the backward pass of one forward."""
     parameters = {p.untyped_storage().data_ptr() for p in runner.model.parameters()}
@@ -197,13 +152,13 @@ def memory_worker(args) -> dict:
     runner.update()  # creates the Adam state, which both objectives hold alike
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    resident = _proc_status_mb("VmRSS")
-    reset = _reset_peak_rss()
+    resident = proc_status_mib("VmRSS")
+    reset = reset_peak_resident()
     for _ in range(args.memory_updates):
         runner.update()
     if reset and resident is not None:
         result["rss_before_updates_mb"] = round(resident, 1)
-        result["update_peak_rss_growth_mb"] = round(_proc_status_mb("VmHWM") - resident, 1)
+        result["update_peak_rss_growth_mb"] = round(proc_status_mib("VmHWM") - resident, 1)
     result["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if device.type == "cuda":
         result["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)

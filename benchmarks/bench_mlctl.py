@@ -50,7 +50,7 @@ CONFIGURATIONS = {
 }
 
 
-def _masked_lm_sample(sample: dict, pad: int) -> dict:
+def masked_lm_sample(sample: dict, pad: int) -> dict:
     """The masked x and y copies of an ML-CTL batch as one masked-LM batch of 2n rows."""
     inputs = [sample["x_mlm"]["net_input"]["src_tokens"], sample["y_mlm"]["net_input"]["src_tokens"]]
     targets = [sample["x_mlm"]["target"], sample["y_mlm"]["target"]]
@@ -96,7 +96,7 @@ def run_worker(name: str, args) -> dict:
             return sample
         if "x_mlm" not in sample:  # masked_lm needs the task's masked copies even if mlctl_no_mlm has none
             raise SystemExit("masked_lm needs --mask-prob > 0")
-        return _masked_lm_sample(sample, pad)
+        return masked_lm_sample(sample, pad)
 
     timed = time_updates(criterion, model, optimizer, dataset, args.batch_size, args.warmup, args.updates,
                          args.device, prepare=prepare, what=f"samples in {args.data}")

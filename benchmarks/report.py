@@ -38,6 +38,29 @@ def peak_resident_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def proc_status_mib(field: str):
+    """``VmRSS`` / ``VmHWM`` (peak) of this process in MiB (Linux), or None."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_resident() -> bool:
+    """Reset ``VmHWM`` to the current resident size (Linux >= 4.0: write 5 to ``/proc/self/clear_refs``), so
+    that a later peak covers only what follows, not set-up work in the same process."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def timed_update(criterion, model, optimizer, sample, device: str):
     """What one fairseq-train update does, timed: criterion forward, backward of loss / sample
     size (fairseq multiplies gradients by 1 / sample_size), optimizer step. Returns
@@ -76,29 +99,78 @@ def time_updates(criterion, model, optimizer, dataset, batch_size: int, warmup: 
                  prepare=None, what: str = "samples") -> dict:
     """``warmup`` untimed then ``updates`` timed updates on consecutive batches of ``batch_size``
     items of ``dataset`` in its ``ordered_indices()`` order (the same batches for every
-    configuration); ``prepare(sample)`` may turn a collated batch into the criterion's input.
-    Returns per-update seconds and non-pad tokens (timed updates), every update's loss / sample
-    size, and the resident memory just before the first update."""
-    from fairseq import utils
-
+    configuration); see :func:`time_batches` for ``prepare`` and what is returned."""
     order = dataset.ordered_indices()
     if len(order) < (warmup + updates) * batch_size:
         raise SystemExit(f"{len(order)} {what}, {(warmup + updates) * batch_size} needed")
+    batches = (dataset.collater([dataset[int(i)] for i in order[k * batch_size:(k + 1) * batch_size]])
+               for k in range(warmup + updates))
+    return time_batches(criterion, model, optimizer, batches, warmup, updates, device, prepare)
+
+
+def time_batches(criterion, model, optimizer, samples, warmup: int, updates: int, device: str,
+                 prepare=None) -> dict:
+    """``warmup`` untimed then ``updates`` timed updates on the collated batches of the iterable
+    ``samples`` (taken lazily, one per update); ``prepare(sample)`` may turn a batch into the
+    criterion's input (untimed). Returns per-update wall seconds, CPU seconds of this process
+    (the work done: less disturbed than wall time by other processes on a shared machine) and
+    non-pad tokens (``ntokens``) of the timed updates, every update's loss / sample size, and the
+    resident memory just before the first update."""
+    from fairseq import utils
+
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    seconds, tokens, losses = [], [], []
+    seconds, cpu_seconds, tokens, losses = [], [], [], []
     resident_before = resident_mib()
+    samples = iter(samples)
     for update in range(warmup + updates):
-        batch = order[update * batch_size:(update + 1) * batch_size]
-        sample = dataset.collater([dataset[int(i)] for i in batch])
+        try:
+            sample = next(samples)
+        except StopIteration:
+            raise SystemExit(f"{update} batches, {warmup + updates} needed") from None
         sample = prepare(sample) if prepare else sample
         sample = utils.move_to_cuda(sample) if device == "cuda" else sample
+        cpu_start = time.process_time()
         elapsed, loss_per_unit = timed_update(criterion, model, optimizer, sample, device)
         if update >= warmup:
             seconds.append(elapsed)
+            cpu_seconds.append(time.process_time() - cpu_start)
             tokens.append(int(sample["ntokens"]))
         losses.append(loss_per_unit)
-    return {"seconds": seconds, "tokens": tokens, "losses": losses, "resident_before": resident_before}
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tokens": tokens, "losses": losses,
+            "resident_before": resident_before}
+
+
+def bert_masked_batch(rows, dictionary, rng, mask_prob: float = 0.15) -> dict:
+    """A fairseq ``masked_lm`` batch of the 1-D token arrays ``rows``: ``mask_prob`` of each
+    row's non-special tokens are predicted (at least one in expectation of rounding, as fairseq's
+    ``MaskTokensDataset``), 80% of them replaced by ``<mask>``, 10% by a random token, 10% kept;
+    ``rng`` is a ``numpy.random.RandomState``."""
+    import numpy as np
+    from fairseq.data import data_utils
+
+    inputs, targets = [], []
+    mask_idx = dictionary.index("<mask>")
+    for row in rows:
+        tokens = np.array(row, dtype=np.int64)
+        candidates = np.flatnonzero(tokens >= dictionary.nspecial)
+        chosen = rng.choice(candidates, min(len(candidates), int(mask_prob * len(candidates) + rng.rand())),
+                            replace=False)
+        target = np.full_like(tokens, dictionary.pad())
+        target[chosen] = tokens[chosen]
+        roll = rng.rand(len(chosen))
+        tokens[chosen[roll < 0.8]] = mask_idx
+        random_positions = chosen[(roll >= 0.8) & (roll < 0.9)]
+        tokens[random_positions] = rng.randint(dictionary.nspecial, mask_idx, size=len(random_positions))
+        inputs.append(torch.from_numpy(tokens))
+        targets.append(torch.from_numpy(target))
+    return {
+        "net_input": {"src_tokens": data_utils.collate_tokens(inputs, dictionary.pad()),
+                      "src_lengths": torch.tensor([len(r) for r in inputs])},
+        "target": data_utils.collate_tokens(targets, dictionary.pad()),
+        "ntokens": sum(len(r) for r in inputs),
+        "nsentences": len(inputs),
+    }
 
 
 def add_update_benchmark_arguments(parser, batch_help: str) -> None:
