@@ -73,6 +73,8 @@ def _salt_augment(args):
     try:
         pretrained = PretrainedModel.resolve(args.checkpoint)
         model, task = load_encoder_for_inference(pretrained)
+    except InputError:  # already names the file (preprocess.checkpoints)
+        raise
     except (RuntimeError, EOFError, OSError, ValueError) as err:  # truncated / not a torch file
         raise InputError(f"{args.checkpoint}: not a readable fairseq checkpoint ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:200]})")

@@ -527,3 +527,12 @@ def test_fairseq_train_malformed_dictionary_line(tiny, tmp_path, capsys):
     write(data / "dict.txt", "".join(lines[:6] + [lines[2]] + lines[6:]))  # line 7 repeats line 3
     code, err = fairseq_train_until_data(train_args(data, "xsl_span_qa", "xsl_span_qa", tmp_path), capsys)
     assert_clear(code, err, f"{data / 'dict.txt'}:7: {lines[2].split()[0]!r} is already on line 3", expected_code=1)
+
+
+@pytest.mark.parametrize("task", ["xsl_token_labeling", "xsl_span_qa"])
+def test_fairseq_train_feature_task_without_max_positions(task, tiny, tmp_path, capsys):
+    data = tmp_path / "data"
+    write(data / "dict.txt", (tiny / "dict.txt").read_text(encoding="utf-8"))
+    write(data / "labels.txt", "O\nB-PER\n")
+    code, err = fairseq_train_until_data(train_args(data, task, task, tmp_path), capsys)
+    assert_clear(code, err, f"--task {task}: give --max-positions", expected_code=1)

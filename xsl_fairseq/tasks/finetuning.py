@@ -13,6 +13,9 @@ from fairseq.data import (
 )
 
 from fairseq.tasks import FairseqTask
+from fairseq.utils import safe_getattr
+
+from preprocess import InputError
 
 from ..data.dictionary import load_dictionary, parse_symbol_list
 from ..data.features import load_sequences
@@ -60,6 +63,14 @@ class FeatureFinetuningTask(XslDictionaryTask):
 
     def max_positions(self):
         return None  # features are cut to the model's limit when they are written
+
+    def build_model(self, cfg, from_checkpoint=False):
+        # RoBERTa sizes its position table from --max-positions, else from the task's
+        # max_positions(), which is None here: say so instead of a TypeError inside fairseq.
+        if safe_getattr(cfg, "max_positions", None) is None and safe_getattr(cfg, "tokens_per_sample", None) is None:
+            raise InputError(f"--task {self.cfg._name}: give --max-positions (the size of the model's position "
+                             "table, e.g. 512 for xsl_e5_small and xsl_roberta_base; xsl-eval passes it)")
+        return super().build_model(cfg, from_checkpoint)
 
 
 def token_input_dataset(cfg, split, dictionary, targets: dict, shuffle: bool):
