@@ -18,10 +18,10 @@ OUT=${OUT:-work/salt}
 STAGES=${STAGES:-encoder warmup compare}
 SEED=${SEED:-1}
 # Head warm-up: MLM on NTREX text of the XNLI / PAWS-X languages, LM head only.
-WARMUP_UPDATES=${WARMUP_UPDATES:-150}
+WARMUP_UPDATES=${WARMUP_UPDATES:-400}
 WARMUP_BATCH=${WARMUP_BATCH:-16}          # sequences per update
 WARMUP_TOKENS=${WARMUP_TOKENS:-64}        # tokens per sequence (--tokens-per-sample)
-WARMUP_LR=${WARMUP_LR:-1e-3}              # a fresh head: higher than encoder fine-tuning rates
+WARMUP_LR=${WARMUP_LR:-2e-3}              # a fresh head: higher than encoder fine-tuning rates
 HELD_OUT_LINES=${HELD_OUT_LINES:-1000}    # NTREX lines held out to score the head (valid split)
 ACCURACY_BATCHES=${ACCURACY_BATCHES:-30}  # valid batches scored before / after (of WARMUP_BATCH)
 # Comparison.
