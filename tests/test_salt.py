@@ -283,7 +283,7 @@ def test_salt_augment_cli_errors(tiny_pretrained, tmp_path, capsys):  # noqa: F8
     fails(data, tmp_path / "missing.pt", "checkpoint not found")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(tiny_pretrained.read_bytes()[:1000])
-    fails(data, truncated, "truncated.pt: not a readable fairseq checkpoint")
+    fails(data, truncated, "truncated.pt: cannot read the checkpoint")
 
 
 def test_augmented_copy_must_match_the_clean_data(tmp_path):
