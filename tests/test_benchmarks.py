@@ -31,7 +31,8 @@ def test_quick_run_writes_every_figure_for_the_objective_and_its_baseline(shared
     objective, baseline = row["objective"], row["masked_lm"]
     assert objective["role"] == "objective" and baseline["role"] == "masked_lm"
     assert len(objective["seconds_per_update_each"]) == len(baseline["cpu_seconds_per_update_each"]) == 2
-    assert objective["process_peak_resident_mib"] >= objective["update_peak_resident_mib"] > 0
+    # two kernel counters (getrusage's ru_maxrss, /proc's VmHWM) that can differ by a few pages
+    assert objective["process_peak_resident_mib"] + 2.0 >= objective["update_peak_resident_mib"] > 0
     # the same model, the same batches: the two criteria compute the same masked-LM loss
     assert objective["words_per_update"] == baseline["words_per_update"] and row["same_words"]
     assert objective["loss_per_update"] == baseline["loss_per_update"]
