@@ -121,26 +121,31 @@ def _mlctl_wps(args):
           f"{counts['pairs_over_max_length']} over max length); split samples {report['split_samples']}")
 
 
-def _word_tokenizer_spec(spec: str) -> str:
-    """Checks ``--word-tokenizer`` at parse time (argparse reports the message)."""
+def _checked_at_parse_time(load_validator):
+    """An argparse ``type`` that runs ``load_validator()(spec)`` and reports its ValueError
+    (InputError included) as argparse's own message; the validator is imported lazily."""
+    def check(spec: str) -> str:
+        try:
+            load_validator()(spec)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+        return spec
+    return check
+
+
+def _load_word_tokenizer_check():
     from .mlctl_wps import parse_word_tokenizer_spec
-
-    try:
-        parse_word_tokenizer_spec(spec)
-    except InputError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return spec
+    return parse_word_tokenizer_spec
 
 
-def _normalization_spec(spec: str) -> str:
-    """Checks ``--source-normalize`` at parse time, not after fastText has trained."""
+def _load_normalization_check():
     from .embedding_alignment import normalization_steps
+    return normalization_steps
 
-    try:
-        normalization_steps(spec)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return spec
+
+# --word-tokenizer and --source-normalize are checked at parse time, not after tagging or fastText
+_word_tokenizer_spec = _checked_at_parse_time(_load_word_tokenizer_check)
+_normalization_spec = _checked_at_parse_time(_load_normalization_check)
 
 
 # ------------------------------------------------------------------ checks before any work
