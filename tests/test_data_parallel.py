@@ -36,7 +36,7 @@ EXAMPLES = 4
 SPLITS = {"even": [[0, 1], [2, 3]], "uneven": [[0, 1, 2], [3]], "dummy": [[0, 1, 2, 3], []]}
 CASES = ("xsl_masked_lm", "xsl_meta_mlm", "xsl_clism", "xsl_mlctl", "xsl_span_qa", "xsl_token_labeling",
          "sentence_prediction", "xsl_salt", "xsl_salt_random_substitutes", "xsl_salt_code_switch", "xsl_salt_mixup",
-         "xsl_trelm_cdlm")  # the keys of criterion_cases
+         "xsl_salt_token_labeling", "xsl_trelm_cdlm")  # the keys of criterion_cases
 
 
 def write_dictionary(directory: Path) -> None:
@@ -141,7 +141,8 @@ def common_args(data, task, criterion, arch="xsl_roberta_tiny"):
 def criterion_cases(root: Path) -> dict:
     """fairseq-train options of every registered criterion. SALT four times: sampled
     code-switching and Beta mixup (its random choices are drawn per example, so they must
-    agree too), random substitutes, and each augmentation on every real token."""
+    agree too), random substitutes, and each augmentation on every real token; and SALT's
+    token-labelling criterion with both augmentations."""
     pairs = write_toy_sentence_pairs(root / "pairs", examples=16)
     sentence_pair = ["--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--pooler-dropout", "0"]
     salt = ["--criterion", "xsl_salt", "--salt-topk", "3", *sentence_pair]
@@ -166,6 +167,10 @@ def criterion_cases(root: Path) -> dict:
         + salt + ["--salt-cs-prob", "1", "--salt-mix-prob", "0", "--salt-cs-sampling", "argmax"],
         "xsl_salt_mixup": common_args(pairs, "xsl_sentence_prediction", "xsl_salt")
         + salt + ["--salt-cs-prob", "0", "--salt-mix-prob", "1", "--salt-mix-lambda", "0.3"],
+        "xsl_salt_token_labeling": common_args(write_token_labels(root / "ner"), "xsl_token_labeling",
+                                               "xsl_salt_token_labeling")
+        + ["--head-dropout", "0", "--salt-topk", "3", "--salt-cs-prob", "0.3", "--salt-mix-prob", "0.3",
+           "--salt-mix-alpha", "0.4"],
         "xsl_trelm_cdlm": common_args(write_trelm(root / "trelm"), "xsl_trelm_cdlm", "xsl_trelm_cdlm",
                                       arch="xsl_trelm_tiny") + ["--trelm-stage", "upper", "--mask-prob", "0.3"],
     }

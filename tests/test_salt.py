@@ -1,5 +1,5 @@
-"""SALT (xsl_salt): substitutes, code-switching, mixup, consistency KL, a real fairseq-train
-run, offline copies and the xsl-eval switch. The head warm-up (--trainable-parameters) is
+"""SALT (xsl_salt, xsl_salt_token_labeling): substitutes, code-switching, mixup, consistency KL,
+real fairseq-train runs, offline copies and the xsl-eval switches. The head warm-up (--trainable-parameters) is
 tested in test_meta_pretraining.py::test_trainable_parameters_freezes_all_but_the_lm_head."""
 import argparse
 import json
@@ -13,7 +13,11 @@ import xsl_fairseq  # noqa: F401
 from conftest import run_tool, write_toy_sentence_pairs
 from fairseq.data import Dictionary
 from preprocess import InputError
-from xsl_fairseq.criterions.xsl_salt import XslSaltConfig, XslSaltCriterion, validate_salt_config
+from xsl_fairseq.criterions.xsl_salt import (XslSaltConfig, XslSaltCriterion, XslSaltTokenLabelingConfig,
+                                             XslSaltTokenLabelingCriterion, validate_salt_config)
+from xsl_fairseq.criterions.xsl_token_labeling import XslTokenLabelingCriterion, XslTokenLabelingCriterionConfig
+from xsl_fairseq.data.features import IGNORE_LABEL
+from xsl_fairseq.modules.heads import TokenClassificationHead
 from xsl_fairseq.models.xsl_roberta import XslRobertaModel, xsl_roberta_tiny_architecture
 from xsl_fairseq.modules import salt
 from xsl_fairseq.modules.salt import build_augmented_input, predict_substitutes
@@ -213,6 +217,108 @@ def test_bad_options_are_rejected_before_training(options, message):
         validate_salt_config(XslSaltConfig(**options))
 
 
+# ------------------------------------------------------------------ token labelling (xsl_salt_token_labeling)
+
+TOKEN_HEAD = "token_labeling"
+
+
+@pytest.fixture(scope="module")
+def toy_tagger():
+    """A tiny encoder with a 3-label token head and no dropout anywhere, so that two forwards of
+    the same input in training mode are identical."""
+    torch.manual_seed(0)
+    dictionary = toy_dictionary()
+    args = argparse.Namespace(arch="xsl_roberta_tiny", max_positions=32, dropout=0.0, attention_dropout=0.0,
+                              activation_dropout=0.0, pooler_dropout=0.0)
+    xsl_roberta_tiny_architecture(args)
+    model = XslRobertaModel.build_model(args, SimpleNamespace(source_dictionary=dictionary,
+                                                              target_dictionary=dictionary))
+    model.register_task_head(TOKEN_HEAD, TokenClassificationHead(args.encoder_embed_dim, 3, 0.0))
+    return model.eval(), dictionary
+
+
+def tagging_sample(dictionary):
+    """Labels on every second word position; none on specials or padding."""
+    tokens = toy_batch(dictionary)
+    labels = torch.full_like(tokens, IGNORE_LABEL)
+    word = salt.augmentable_positions(tokens, salt.special_token_ids(dictionary))
+    columns = torch.arange(tokens.size(1)).expand_as(tokens)
+    labels[word & columns.remainder(2).eq(1)] = (columns % 3)[word & columns.remainder(2).eq(1)]
+    return {"id": torch.arange(tokens.size(0)), "net_input": {"src_tokens": tokens},
+            "target": labels, "ntokens": int(tokens.ne(dictionary.pad()).sum()), "nsentences": tokens.size(0)}
+
+
+def tagging_criterion(dictionary, **options):
+    return XslSaltTokenLabelingCriterion(XslSaltTokenLabelingConfig(**options),
+                                         SimpleNamespace(source_dictionary=dictionary))
+
+
+def in_training_mode(model, function):
+    model.train()
+    try:
+        return function()
+    finally:
+        model.eval()
+
+
+def test_token_salt_sums_its_terms_over_labelled_positions(toy_tagger):
+    model, dictionary = toy_tagger
+    sample = tagging_sample(dictionary)
+    criterion = tagging_criterion(dictionary, salt_cs_prob=0.3, salt_mix_prob=0.3, salt_consistency_weight=0.5,
+                                  salt_topk=3)
+    loss, sample_size, log = in_training_mode(model, lambda: criterion(model, sample))
+    labelled = int(sample["target"].ne(IGNORE_LABEL).sum())
+    assert sample_size == log["sample_size"] == labelled
+    assert torch.allclose(loss, log["clean_loss"] + log["augmented_loss"] + 0.5 * log["consistency_kl"])
+    assert log["salt_code_switched"] > 0 and log["salt_mixed"] > 0 and log["consistency_kl"] > 0
+    loss.backward()
+    assert model.task_heads[TOKEN_HEAD].proj.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    # the clean term is xsl_token_labeling's loss of the same batch
+    plain = XslTokenLabelingCriterion(XslTokenLabelingCriterionConfig(), None)
+    plain_loss, plain_size, _ = in_training_mode(model, lambda: plain(model, sample))
+    assert int(plain_size) == labelled and torch.allclose(log["clean_loss"], plain_loss.detach(), atol=1e-5)
+    # eval mode: the clean loss only, with the same keys (summable across ranks)
+    eval_loss, _, eval_log = criterion(model, sample)
+    assert set(eval_log) == set(log) and eval_log["augmented_loss"] == 0
+    assert torch.allclose(eval_loss, plain_loss.detach(), atol=1e-5)
+
+
+def test_token_salt_with_identity_mixup_adds_a_copy_of_the_clean_loss(toy_tagger):
+    """λ = 1 keeps every embedding: the augmented term equals the clean one and the KL is 0."""
+    model, dictionary = toy_tagger
+    criterion = tagging_criterion(dictionary, salt_cs_prob=0.0, salt_mix_prob=1.0, salt_mix_lambda=1.0)
+    _, _, log = in_training_mode(model, lambda: criterion(model, tagging_sample(dictionary)))
+    assert log["salt_mixed"] == log["salt_candidates"] > 0
+    assert torch.allclose(log["augmented_loss"], log["clean_loss"], atol=1e-5)
+    assert abs(float(log["consistency_kl"])) < 1e-5
+
+
+def test_token_salt_code_switches_words_only_and_keeps_the_labels(toy_tagger, monkeypatch):
+    model, dictionary = toy_tagger
+    sample = tagging_sample(dictionary)
+    criterion = tagging_criterion(dictionary, salt_cs_prob=1.0, salt_mix_prob=0.0, salt_topk=2)
+    seen = {}
+    original = criterion._augmented_model_inputs
+
+    def spy(model_, tokens, augmented, embeddings):
+        seen["tokens"], seen["augmented"] = tokens, augmented
+        return original(model_, tokens, augmented, embeddings)
+
+    monkeypatch.setattr(criterion, "_augmented_model_inputs", spy)
+    in_training_mode(model, lambda: criterion(model, sample))
+    tokens, augmented = seen["tokens"], seen["augmented"]
+    words = salt.augmentable_positions(tokens, criterion.special_ids)
+    assert torch.equal(augmented[~words], tokens[~words])  # <s>, </s> and padding untouched
+    assert bool(augmented[words].ne(tokens[words]).all())  # every word switched, never to itself
+    assert not bool(torch.isin(augmented[words], criterion.special_ids).any())
+
+
+def test_token_salt_takes_online_substitutes_only():
+    with pytest.raises(ValueError, match="sentence pairs only"):
+        tagging_criterion(toy_dictionary(), salt_substitutes="offline", salt_mix_prob=0.0)
+
+
 # ------------------------------------------------------------------ real fairseq-train runs
 
 def train_salt(data, save_dir, *criterion_args, updates=30):
@@ -237,6 +343,25 @@ def test_fairseq_train_with_xsl_salt_loss_falls(tmp_path):
     for key in ("clean_loss", "augmented_loss", "consistency_kl", "code_switched_pct", "mixed_pct"):
         assert key in inner[0]
     assert 5 < float(inner[0]["code_switched_pct"]) < 30
+
+
+def test_fairseq_train_with_xsl_salt_token_labeling_loss_falls(tmp_path):
+    from test_data_parallel import write_token_labels
+
+    data = write_token_labels(tmp_path / "ner", sentences=64)
+    proc = run_tool(
+        "fairseq-train", data, "--user-dir", "xsl_fairseq", "--task", "xsl_token_labeling",
+        "--criterion", "xsl_salt_token_labeling", "--salt-topk", 3, "--head-dropout", 0,
+        "--arch", "xsl_roberta_tiny", "--max-positions", 32, "--optimizer", "adam", "--lr", "1e-3",
+        "--batch-size", 16, "--max-update", 40, "--cpu", "--num-workers", 0, "--seed", 1,
+        "--save-dir", tmp_path / "ckpt", "--no-save", "--disable-validation", "--log-format", "json",
+        "--log-interval", 5)
+    inner = [json.loads(line[line.index("{"):]) for line in (proc.stdout + proc.stderr).splitlines()
+             if '"train_inner"' not in line and '"loss"' in line and "{" in line and "train_loss" not in line]
+    assert len(inner) >= 4, proc.stderr[-2000:]
+    assert float(inner[-1]["loss"]) < 0.8 * float(inner[0]["loss"])
+    for key in ("clean_loss", "augmented_loss", "consistency_kl", "label_acc_augmented", "code_switched_pct"):
+        assert key in inner[0]
 
 
 # ------------------------------------------------------------------ xsl-eval --salt, offline copies
@@ -309,3 +434,16 @@ def test_augmented_copy_must_match_the_clean_data(tmp_path):
         load(write_toy_sentence_pairs(tmp_path / "fewer", examples=30, seed=0))
     with pytest.raises(InputError, match="no input0"):  # one line under fairseq-train
         load(tmp_path / "missing")
+
+
+def test_xsl_eval_pos_salt_online(tiny_pretrained, shared_data, tmp_path, caplog):  # noqa: F811
+    caplog.set_level("INFO", logger="xsl_fairseq.evaluation.finetune")
+    ud = shared_data / "ud"
+    train = next(ud.rglob("en_ewt-ud-train.conllu"))
+    assert xsl_eval(["pos", "--checkpoint", str(tiny_pretrained), "--eval-dir", str(ud), "--languages", "de",
+                     "--salt", "online",
+                     *map(str, tiny_finetuning(tmp_path, train, "--fairseq-args=--salt-topk 3"))]) == 0
+    results, _ = read_results(tmp_path)
+    assert results["config"]["arguments"]["salt"] == "online"
+    assert results["languages"]["de"]["examples"] == 24
+    assert "--criterion xsl_salt_token_labeling" in caplog.text

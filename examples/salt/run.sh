@@ -25,7 +25,7 @@ WARMUP_LR=${WARMUP_LR:-2e-3}              # a fresh head: higher than encoder fi
 HELD_OUT_LINES=${HELD_OUT_LINES:-1000}    # NTREX lines held out to score the head (valid split)
 ACCURACY_BATCHES=${ACCURACY_BATCHES:-30}  # valid batches scored before / after (of WARMUP_BATCH)
 # Comparison.
-TASKS=${TASKS:-xnli pawsx}
+TASKS=${TASKS:-xnli pawsx}                # also: pos (UD en_ewt train -> UD test, xsl_salt_token_labeling)
 VARIANTS=${VARIANTS:-plain salt cs mixup random}
 SEEDS=${SEEDS:-1,2,3}
 HELD_OUT_ITEMS=${HELD_OUT_ITEMS:-500}     # evaluated items of every language, never trained on
@@ -111,25 +111,35 @@ variant_args() {  # the only thing that differs between the rows of the table
 
 stage_compare() {
   [ -f "$WARM" ] || { echo "salt: $WARM not found; run the warmup stage first" >&2; exit 2; }
-  local task variant spec salt_flag extra languages languages_var
+  local task variant spec salt_flag extra languages languages_var all_languages
+  local -a task_args
   for task in $TASKS; do
+    # per task: the xsl-eval subcommand, its English training file, evaluation folder and split
     case "$task" in
-      xnli|pawsx) ;;
-      *) echo "salt: unknown task '$task' (xnli pawsx)" >&2; exit 2 ;;
+      xnli|pawsx) task_args=(sentence-pair --train "$DATA/$task/dev-en.tsv" --eval-dir "$DATA/$task" --split dev
+                             --held-out-items "$HELD_OUT_ITEMS")
+                  all_languages=$(ls "$DATA/$task"/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | paste -sd, -) ;;
+      pos) task_args=(pos --train "$DATA/ud/en_ewt/en_ewt-ud-train.conllu" --eval-dir "$DATA/ud" --split test)
+           all_languages=$(ls "$DATA"/ud/*/*-ud-test.conllu | sed -E 's/.*\/([a-z]+)_[a-z]+-ud-test\.conllu/\1/' \
+                           | paste -sd, -) ;;
+      *) echo "salt: unknown task '$task' (xnli pawsx pos)" >&2; exit 2 ;;
     esac
     languages_var=EVAL_LANGUAGES_${task^^}
     languages=${!languages_var:-${EVAL_LANGUAGES:-}}
-    languages=${languages:-$(ls "$DATA/$task"/dev-*.tsv | sed -E 's/.*dev-(.*)\.tsv/\1/' | paste -sd, -)}
+    languages=${languages:-$all_languages}
     for variant in $VARIANTS; do
       spec=$(variant_args "$variant")
+      if [ "$task" = pos ] && [ "$variant" = offline ]; then
+        echo "salt: the offline variant is for sentence pairs only (token labelling takes online substitutes)" >&2
+        exit 2
+      fi
       salt_flag=${spec%%--salt-extra=*}
       extra=""
       [[ "$spec" == *--salt-extra=* ]] && extra=${spec#*--salt-extra=}
       [ -n "$salt_flag" ] && [ -n "$SALT_ARGS" ] && extra="$extra $SALT_ARGS"
       # shellcheck disable=SC2086
-      xsl-eval sentence-pair --checkpoint "$WARM" --dict "$E5/dict.txt" --spm "$E5/sentencepiece.bpe.model" \
-        --train "$DATA/$task/dev-en.tsv" --eval-dir "$DATA/$task" --split dev --languages "$languages" \
-        --held-out-items "$HELD_OUT_ITEMS" ${TRAIN_EXAMPLES:+--max-train-examples "$TRAIN_EXAMPLES"} \
+      xsl-eval "${task_args[@]}" --checkpoint "$WARM" --dict "$E5/dict.txt" --spm "$E5/sentencepiece.bpe.model" \
+        --languages "$languages" ${TRAIN_EXAMPLES:+--max-train-examples "$TRAIN_EXAMPLES"} \
         ${EVAL_EXAMPLES:+--max-eval-examples "$EVAL_EXAMPLES"} \
         --seeds "$SEEDS" --lr "$LR" --epochs "$EPOCHS" --batch-size "$BATCH" --max-seq-length "$MAX_SEQ_LENGTH" \
         $salt_flag --fairseq-args="$FINETUNE_ARGS $extra" --out "$OUT/eval/$task/$variant"

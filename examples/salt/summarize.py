@@ -55,7 +55,7 @@ def comparison_section(out: pathlib.Path):
         languages = sorted({lang for r in runs.values() for lang in r["languages"]}, key=lambda l: (l != "en", l))
         any_run = next(iter(runs.values()))["config"]
         lines += [f"## {task_dir.name}: zero-shot accuracy (fine-tuned on English; seeds "
-                  f"{','.join(any_run['arguments']['seeds'])}, {any_run['train_examples']} training pairs, "
+                  f"{','.join(any_run['arguments']['seeds'])}, {any_run['train_examples']} training examples, "
                   f"{any_run['finetune']['epochs']} epochs)", "",
                   "| variant | " + " | ".join(languages) + " | avg non-en |",
                   "|---|" + "---:|" * (len(languages) + 1)]

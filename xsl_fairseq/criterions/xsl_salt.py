@@ -1,5 +1,5 @@
-"""``xsl_salt``: SALT self-augmented fine-tuning for sentence-pair classification
-("Self-Augmentation Improves Zero-Shot Cross-Lingual Transfer", Wang et al.,
+"""``xsl_salt`` (sentence-pair classification) and ``xsl_salt_token_labeling`` (NER, POS):
+SALT self-augmented fine-tuning ("Self-Augmentation Improves Zero-Shot Cross-Lingual Transfer", Wang et al.,
 IJCNLP-AACL 2023, arXiv 2309.10891).
 
 Following the paper's description; details not published (the authors' repository has no
@@ -32,6 +32,14 @@ assumed design). Per training batch:
 Validation (model in eval mode) scores the clean input only, so valid losses compare with
 plain ``sentence_prediction``. Switches for the ablations: code-switching only
 (``--salt-mix-prob 0``), mixup only (``--salt-cs-prob 0``), both (default).
+
+**Token labelling** (``xsl_salt_token_labeling``, the same augmentation on
+``xsl_token_labeling``'s inputs): augmentation replaces a token in place, so every position
+keeps its word's label and the three terms are summed over labelled positions instead of
+sentences (``xsl_token_labeling``'s sample size and its loss unit, nats). A code-switched first
+sub-token keeps its word's label: the substitute stands for the same word in another language,
+which is the point of code-switching. Offline copies are written for sentence pairs only, so
+this criterion takes ``--salt-substitutes online``.
 """
 import math
 from dataclasses import dataclass, field
@@ -40,17 +48,17 @@ import torch
 import torch.nn.functional as F
 from fairseq.criterions import register_criterion
 from fairseq.criterions.sentence_prediction import SentencePredictionConfig, SentencePredictionCriterion
-from fairseq.dataclass import ChoiceEnum
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
+from ..data.features import IGNORE_LABEL
 from ..modules import salt
-
-SALT_LOG_KEYS = ("clean_loss", "augmented_loss", "consistency_kl", "ncorrect_augmented",
-                 "salt_code_switched", "salt_mixed", "salt_candidates")
+from .xsl_token_labeling import XslTokenLabelingCriterion, XslTokenLabelingCriterionConfig, token_label_logits
 
 
 @dataclass
-class XslSaltConfig(SentencePredictionConfig):
+class SaltOptions(FairseqDataclass):
+    """SALT's options, shared by the sentence-pair and the token-labelling criterion."""
     salt_cs_prob: float = field(default=0.15, metadata={
         "help": "fraction of real tokens code-switched to one of the model's top-k MLM predictions (unverified default)"})
     salt_mix_prob: float = field(default=0.15, metadata={
@@ -74,12 +82,22 @@ class XslSaltConfig(SentencePredictionConfig):
         "help": "predict substitutes with dropout on (default: the MLM pass runs in eval mode)"})
 
 
+@dataclass
+class XslSaltConfig(SentencePredictionConfig, SaltOptions):
+    pass
+
+
+@dataclass
+class XslSaltTokenLabelingConfig(XslTokenLabelingCriterionConfig, SaltOptions):
+    pass
+
+
 def validate_salt_config(cfg) -> None:
     """Reject inconsistent SALT options before any data is read."""
     def bad(message):
         raise ValueError(f"xsl_salt: {message}")
 
-    if cfg.regression_target:
+    if getattr(cfg, "regression_target", False):
         bad("--regression-target is not supported (SALT's augmented CE needs class labels)")
     for name in ("salt_cs_prob", "salt_mix_prob", "salt_mix_lambda"):
         value = getattr(cfg, name)
@@ -100,13 +118,11 @@ def validate_salt_config(cfg) -> None:
         bad(f"--salt-consistency-weight must be >= 0, got {cfg.salt_consistency_weight}")
 
 
-@register_criterion("xsl_salt", dataclass=XslSaltConfig)
-class XslSaltCriterion(SentencePredictionCriterion):
-    """CE(clean) + CE(self-augmented) + w KL(p_clean.detach() || p_aug) (see module docstring)."""
+class SelfAugmentation:
+    """What both SALT criterions share: the special ids and the online augmentation of a batch."""
 
-    def __init__(self, cfg: XslSaltConfig, task):
-        validate_salt_config(cfg)
-        super().__init__(cfg, task)
+    def _setup_salt(self, cfg, task) -> None:
+        """After ``validate_salt_config(cfg)`` and the criterion's ``nn.Module`` set-up."""
         self.cfg = cfg
         dictionary = task.source_dictionary
         self.mask_idx = dictionary.index("<mask>")
@@ -140,6 +156,38 @@ class XslSaltCriterion(SentencePredictionCriterion):
         counts = (chosen.code_switch.sum(), chosen.mixup.sum(), candidates.sum())
         return augmented, embeddings, counts
 
+    @staticmethod
+    def _augmented_model_inputs(model, tokens, augmented, embeddings):
+        """Clean and augmented rows stacked for one forward (one DDP forward, bigger matmuls)."""
+        extra = {}
+        if embeddings is not None:
+            clean_embeddings = model.encoder.sentence_encoder.embed_tokens(tokens)
+            extra["token_embeddings"] = torch.cat([clean_embeddings, embeddings], dim=0)
+        return torch.cat([tokens, augmented], dim=0), extra
+
+
+def log_salt_metrics(logging_outputs, sample_size: float, loss_divisor: float) -> None:
+    """The SALT terms per ``sample_size`` unit (divided by ``loss_divisor``: ln 2 for bits)
+    and the share of augmentable tokens code-switched and mixed."""
+    def total(key):
+        return float(sum(log.get(key, 0) for log in logging_outputs))
+
+    for key in ("clean_loss", "augmented_loss", "consistency_kl"):
+        metrics.log_scalar(key, total(key) / sample_size / loss_divisor, sample_size, round=3)
+    candidates = max(total("salt_candidates"), 1.0)
+    metrics.log_scalar("code_switched_pct", 100.0 * total("salt_code_switched") / candidates, candidates, round=1)
+    metrics.log_scalar("mixed_pct", 100.0 * total("salt_mixed") / candidates, candidates, round=1)
+
+
+@register_criterion("xsl_salt", dataclass=XslSaltConfig)
+class XslSaltCriterion(SelfAugmentation, SentencePredictionCriterion):
+    """CE(clean) + CE(self-augmented) + w KL(p_clean.detach() || p_aug) (see module docstring)."""
+
+    def __init__(self, cfg: XslSaltConfig, task):
+        validate_salt_config(cfg)
+        super().__init__(cfg, task)
+        self._setup_salt(cfg, task)
+
     def forward(self, model, sample, reduce=True):
         head = self.classification_head_name
         assert hasattr(model, "classification_heads") and head in model.classification_heads, \
@@ -167,13 +215,8 @@ class XslSaltCriterion(SentencePredictionCriterion):
         else:
             augmented, embeddings, counts = self._augment(model, tokens, sample.get("id"))
 
-        # clean and augmented rows in one forward (one DDP forward, bigger matmuls)
         batch = tokens.size(0)
-        both_tokens = torch.cat([tokens, augmented], dim=0)
-        extra = {}
-        if embeddings is not None:
-            clean_embeddings = model.encoder.sentence_encoder.embed_tokens(tokens)
-            extra["token_embeddings"] = torch.cat([clean_embeddings, embeddings], dim=0)
+        both_tokens, extra = self._augmented_model_inputs(model, tokens, augmented, embeddings)
         logits = model(both_tokens, features_only=True, classification_head_name=head, **extra)[0]
         clean_logits, augmented_logits = logits[:batch], logits[batch:]
         targets = model.get_targets(sample, [clean_logits]).view(-1)
@@ -201,18 +244,73 @@ class XslSaltCriterion(SentencePredictionCriterion):
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         SentencePredictionCriterion.reduce_metrics(logging_outputs)
+        sample_size = max(float(sum(log.get("sample_size", 0) for log in logging_outputs)), 1.0)
+        log_salt_metrics(logging_outputs, sample_size, math.log(2))
+        correct = float(sum(log.get("ncorrect_augmented", 0) for log in logging_outputs))
+        metrics.log_scalar("accuracy_augmented", 100.0 * correct / sample_size, sample_size, round=1)
 
-        def total(key):
-            return float(sum(log.get(key, 0) for log in logging_outputs))
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
 
-        sample_size = max(total("sample_size"), 1.0)
-        for key in ("clean_loss", "augmented_loss", "consistency_kl"):
-            metrics.log_scalar(key, total(key) / sample_size / math.log(2), sample_size, round=3)
-        metrics.log_scalar("accuracy_augmented", 100.0 * total("ncorrect_augmented") / sample_size, sample_size,
-                           round=1)
-        candidates = max(total("salt_candidates"), 1.0)
-        metrics.log_scalar("code_switched_pct", 100.0 * total("salt_code_switched") / candidates, candidates, round=1)
-        metrics.log_scalar("mixed_pct", 100.0 * total("salt_mixed") / candidates, candidates, round=1)
+
+@register_criterion("xsl_salt_token_labeling", dataclass=XslSaltTokenLabelingConfig)
+class XslSaltTokenLabelingCriterion(SelfAugmentation, XslTokenLabelingCriterion):
+    """``xsl_token_labeling`` with SALT: per labelled position, CE(clean) + CE(self-augmented)
+    + w KL(p_clean.detach() || p_aug) (see module docstring)."""
+
+    def __init__(self, cfg: XslSaltTokenLabelingConfig, task):
+        validate_salt_config(cfg)
+        if cfg.salt_substitutes != "online":
+            raise ValueError("xsl_salt_token_labeling: offline copies are written for sentence pairs only "
+                             "(xsl-prep salt-augment); use --salt-substitutes online")
+        super().__init__(cfg, task)
+        self._setup_salt(cfg, task)
+
+    def forward(self, model, sample, reduce=True):
+        target = sample["target"]
+        labelled = target.ne(IGNORE_LABEL)
+        labels = target[labelled]
+        net_input = sample["net_input"]
+        if not model.training:
+            logits = token_label_logits(model, net_input, self.head_name)[labelled]
+            loss = F.cross_entropy(logits, labels, reduction="sum")
+            zero = torch.zeros((), device=labels.device)
+            return loss, labelled.sum(), self._logging(sample, labels, loss, loss, zero, zero, logits, None,
+                                                       (zero, zero, zero))
+        tokens = net_input["src_tokens"]
+        augmented, embeddings, counts = self._augment(model, tokens, sample.get("id"))
+        both_tokens, extra = self._augmented_model_inputs(model, tokens, augmented, embeddings)
+        logits = token_label_logits(model, {"src_tokens": both_tokens, **extra}, self.head_name)
+        # augmentation is in place, so the augmented rows keep the clean rows' labelled positions
+        clean_logits, augmented_logits = logits[: tokens.size(0)][labelled], logits[tokens.size(0):][labelled]
+        clean_loss = F.cross_entropy(clean_logits, labels, reduction="sum")
+        augmented_loss = F.cross_entropy(augmented_logits, labels, reduction="sum")
+        kl = salt.consistency_kl(clean_logits, augmented_logits)
+        loss = clean_loss + augmented_loss + self.cfg.salt_consistency_weight * kl
+        return loss, labelled.sum(), self._logging(sample, labels, loss, clean_loss, augmented_loss, kl,
+                                                   clean_logits, augmented_logits, counts)
+
+    @staticmethod
+    def _logging(sample, labels, loss, clean_loss, augmented_loss, kl, clean_logits, augmented_logits, counts):
+        correct_augmented = (augmented_logits.argmax(-1) == labels).sum() if augmented_logits is not None \
+            else torch.zeros((), device=labels.device)
+        code_switched, mixed, candidates = counts
+        return {
+            "loss": loss.detach(), "clean_loss": clean_loss.detach(), "augmented_loss": augmented_loss.detach(),
+            "consistency_kl": kl.detach(),
+            "ntokens": sample["ntokens"], "nsentences": sample["nsentences"], "sample_size": labels.numel(),
+            "label_correct": (clean_logits.argmax(-1) == labels).sum(), "label_correct_augmented": correct_augmented,
+            "salt_code_switched": code_switched, "salt_mixed": mixed, "salt_candidates": candidates,
+        }
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        XslTokenLabelingCriterion.reduce_metrics(logging_outputs)
+        sample_size = max(float(sum(log.get("sample_size", 0) for log in logging_outputs)), 1.0)
+        log_salt_metrics(logging_outputs, sample_size, 1.0)  # nats, as xsl_token_labeling's loss
+        correct = float(sum(log.get("label_correct_augmented", 0) for log in logging_outputs))
+        metrics.log_scalar("label_acc_augmented", 100.0 * correct / sample_size, sample_size, round=2)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

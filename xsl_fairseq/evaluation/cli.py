@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = common(commands.add_parser(name, help=what))
         p.add_argument("--label-subtokens", choices=["first", "all"], default="first",
                        help="train on the first sub-token of each word (default) or on all of them")
+        p.add_argument("--salt", choices=["online"], default=None,
+                       help="fine-tune with SALT (--criterion xsl_salt_token_labeling) instead of "
+                            "xsl_token_labeling; its options (--salt-cs-prob, --salt-mix-prob, ...) go in "
+                            "--fairseq-args; substitutes are predicted online by the model being fine-tuned")
 
     p = common(commands.add_parser("retrieval", help="Tatoeba / FLORES / NTREX line-aligned: accuracy"),
                finetuned=False)

@@ -4,7 +4,8 @@ Each word is tokenised on its own (sentencepiece adds the word-initial ``▁``, 
 XLM-R's tokenizer does for pre-split words). The label is trained and predicted on
 the first sub-token of each word (``--label-subtokens all`` also trains the other
 sub-tokens with the word's label). Sentences longer than ``--max-seq-length`` are
-split into consecutive chunks of whole words, so every word is evaluated.
+split into consecutive chunks of whole words, so every word is evaluated. ``--salt online``
+fine-tunes with SALT (``xsl_salt_token_labeling``) instead of ``xsl_token_labeling``.
 
 Scores as XTREME's ``evaluate.py`` computes them, with this project's figures beside them:
 
@@ -145,7 +146,8 @@ class TaggingEvaluation(abc.ABC):
         return counts
 
     def task_args(self):
-        return ["--task", "xsl_token_labeling", "--criterion", "xsl_token_labeling", "--head-name", HEAD]
+        criterion = "xsl_salt_token_labeling" if getattr(self.args, "salt", None) else "xsl_token_labeling"
+        return ["--task", "xsl_token_labeling", "--criterion", criterion, "--head-name", HEAD]
 
     def predict(self, model, task, lang) -> List[List[str]]:
         sentences, features = self.eval_sentences[lang], self.eval_chunks[lang]
