@@ -447,3 +447,16 @@ def test_xsl_eval_pos_salt_online(tiny_pretrained, shared_data, tmp_path, caplog
     assert results["config"]["arguments"]["salt"] == "online"
     assert results["languages"]["de"]["examples"] == 24
     assert "--criterion xsl_salt_token_labeling" in caplog.text
+
+
+def test_salt_summary_flags_a_classifier_that_predicts_one_label(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("salt_summarize", "examples/salt/summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    run = tmp_path / "pawsx" / "plain"
+    for seed, labels in ((1, "0\n0\n0\n"), (2, "0\n1\n0\n")):
+        (run / "predictions" / f"seed{seed}").mkdir(parents=True)
+        (run / "predictions" / f"seed{seed}" / "de.tsv").write_text(labels, encoding="utf-8")
+    assert summarize.single_label_files(run) == [("1", "de", "0")]

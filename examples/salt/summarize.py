@@ -13,7 +13,7 @@ import statistics
 import sys
 
 VARIANT_NAMES = {
-    "plain": "plain fine-tuning (sentence_prediction)",
+    "plain": "plain fine-tuning (sentence_prediction; xsl_token_labeling for pos)",
     "salt": "SALT: code-switching + mixup",
     "cs": "SALT: code-switching only",
     "mixup": "SALT: mixup only",
@@ -45,11 +45,26 @@ def cell(values):
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def single_label_files(run_dir: pathlib.Path):
+    """``(seed, language, label)`` of every prediction file of a run (one label or tag per line)
+    in which the model predicted one label for everything: a classifier that collapsed to one
+    class, whose accuracy is that class's share of the items and says nothing about transfer."""
+    found = []
+    for path in sorted(run_dir.glob("predictions/seed*/*.tsv")):
+        labels = {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+        if len(labels) == 1:
+            found.append((path.parent.name[len("seed"):], path.stem, labels.pop()))
+    return found
+
+
 def comparison_section(out: pathlib.Path):
     lines = []
     for task_dir in sorted((out / "eval").glob("*")):
+        order = list(VARIANT_NAMES)  # plain first, then the SALT variants; unknown names last
         runs = {v.name: json.loads((v / "results.json").read_text(encoding="utf-8"))
-                for v in sorted(task_dir.glob("*")) if (v / "results.json").is_file()}
+                for v in sorted(task_dir.glob("*"), key=lambda v: (order.index(v.name) if v.name in order
+                                                                   else len(order), v.name))
+                if (v / "results.json").is_file()}
         if not runs:
             continue
         languages = sorted({lang for r in runs.values() for lang in r["languages"]}, key=lambda l: (l != "en", l))
@@ -68,6 +83,13 @@ def comparison_section(out: pathlib.Path):
             lines.append(f"| {VARIANT_NAMES.get(variant, variant)} | " + " | ".join(cells)
                          + f" | {cell(per_seed_avg)} |")
         lines.append("")
+        for variant in runs:
+            collapsed = single_label_files(task_dir / variant)
+            if collapsed:
+                lines.append(f"- **{VARIANT_NAMES.get(variant, variant)} predicted a single label** in "
+                             f"{len(collapsed)} seed x language files (" + ", ".join(
+                                 f"seed {seed} {lang}: {label!r}" for seed, lang, label in collapsed[:6])
+                             + (", ..." if len(collapsed) > 6 else "") + "): those cells are the label's share")
         lines += [f"- {VARIANT_NAMES.get(v, v)}: {r['config']['wall_time_s']['total']} s, fairseq args "
                   f"`{r['config']['arguments'].get('fairseq_args', '')}`, --salt {r['config']['arguments'].get('salt')}"
                   for v, r in runs.items()]
