@@ -111,6 +111,11 @@ variant_args() {  # the only thing that differs between the rows of the table
 
 stage_compare() {
   [ -f "$WARM" ] || { echo "salt: $WARM not found; run the warmup stage first" >&2; exit 2; }
+  # refuse an impossible task x variant pair before any run starts
+  if [[ " $TASKS " == *" pos "* && " $VARIANTS " == *" offline "* ]]; then
+    echo "salt: the offline variant is for sentence pairs only (token labelling takes online substitutes)" >&2
+    exit 2
+  fi
   local task variant spec salt_flag extra languages languages_var all_languages
   local -a task_args
   for task in $TASKS; do
@@ -129,10 +134,6 @@ stage_compare() {
     languages=${languages:-$all_languages}
     for variant in $VARIANTS; do
       spec=$(variant_args "$variant")
-      if [ "$task" = pos ] && [ "$variant" = offline ]; then
-        echo "salt: the offline variant is for sentence pairs only (token labelling takes online substitutes)" >&2
-        exit 2
-      fi
       salt_flag=${spec%%--salt-extra=*}
       extra=""
       [[ "$spec" == *--salt-extra=* ]] && extra=${spec#*--salt-extra=}
